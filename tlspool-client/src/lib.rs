@@ -1,0 +1,1 @@
+//! Client library for the TLS Pool and the control tool `tlspoolctl`.

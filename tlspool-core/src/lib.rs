@@ -1,0 +1,1 @@
+//! Core of the TLS Pool: configuration, logging settings, identities, databases, the TLS session engine and the relay.

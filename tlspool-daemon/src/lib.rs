@@ -1,0 +1,1 @@
+//! The TLS Pool daemon `tlspool` and its database tool `tlspool-admin`.
