@@ -17,10 +17,12 @@
 //! the tracing subscriber.
 
 #![warn(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod config;
 pub mod db;
 pub mod logging;
+pub mod tls;
 
 pub use config::{
     Config, ConfigError, Directive, Key, Pkcs11Token, SocketSpec, client_socket_path, configvar,
