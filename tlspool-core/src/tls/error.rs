@@ -84,6 +84,12 @@ pub enum TlsError {
         /// Its length in bytes.
         len: usize,
     },
+    /// Application data was sent or read before the handshake completed.
+    #[error("{operation} called before the handshake completed")]
+    HandshakeNotDone {
+        /// The session method that was called.
+        operation: &'static str,
+    },
     /// The credentials builder was given a private key without a certificate chain, or a chain
     /// without a key.
     #[error("credentials need both a certificate chain and its private key")]
@@ -145,12 +151,13 @@ impl TlsError {
 
     /// Returns whether the session cannot continue after this error.
     ///
-    /// A warning alert and a renegotiation request leave the session usable; configuration errors
-    /// count as fatal because the session was never set up.
+    /// A warning alert, a renegotiation request and a call made before the handshake completed
+    /// leave the session usable. Configuration errors count as fatal because the session was
+    /// never set up.
     pub fn is_fatal(&self) -> bool {
         match self {
             Self::AlertReceived { fatal, .. } => *fatal,
-            Self::RenegotiationRequested => false,
+            Self::RenegotiationRequested | Self::HandshakeNotDone { .. } => false,
             Self::Library { code, .. } | Self::HandshakeFailed { code, .. } => {
                 ffi::error_is_fatal(*code)
             }

@@ -30,7 +30,7 @@
 //!
 //! # Ownership
 //!
-//! A [`Session`] owns its `gnutls_session_t` and the buffers, and keeps an [`Arc`] to every
+//! A [`Session`] owns its `gnutls_session_t` and the buffers, and keeps an [`Arc`](std::sync::Arc) to every
 //! [`Credentials`] it was given (at creation or by the server's [`CredentialSelector`]), so the
 //! credentials outlive the session's `gnutls_deinit` in `Drop`. [`Credentials`] owns a
 //! `gnutls_certificate_credentials_t` with the chain and private key handed to it;

@@ -340,17 +340,24 @@ impl Session {
     /// many bytes it took; call again with the rest.
     ///
     /// # Errors
-    /// [`TlsError`] when GnuTLS cannot send, for example before the handshake is done.
+    /// [`TlsError::HandshakeNotDone`] before the handshake completes, or the GnuTLS error.
     pub fn write_plaintext(&mut self, data: &[u8]) -> Result<usize, TlsError> {
+        self.require_handshake("write_plaintext")?;
         if data.is_empty() {
             return Ok(0);
         }
         let chunk = &data[..data.len().min(MAX_RECORD_PLAINTEXT)];
         let ret = self.handle.record_send(chunk);
         trace!(len = chunk.len(), ret, "tls record sent");
-        usize::try_from(ret).map_err(|_| {
-            TlsError::from_peer_exchange("gnutls_record_send", ret as i32, self.handle.last_alert())
-        })
+        if let Ok(sent) = usize::try_from(ret) {
+            return Ok(sent);
+        }
+        let code = i32::try_from(ret).unwrap_or(sys::GNUTLS_E_INTERNAL_ERROR);
+        Err(TlsError::from_peer_exchange(
+            "gnutls_record_send",
+            code,
+            self.handle.last_alert(),
+        ))
     }
 
     /// Decrypts the next plaintext into `buf`, from data GnuTLS has already decrypted
@@ -359,9 +366,11 @@ impl Session {
     /// Call until it returns [`ReadOutcome::WantRead`]. An empty `buf` returns `Data(0)`.
     ///
     /// # Errors
-    /// [`TlsError::AlertReceived`], [`TlsError::PrematureTermination`],
+    /// [`TlsError::HandshakeNotDone`], [`TlsError::AlertReceived`],
+    /// [`TlsError::PrematureTermination`],
     /// [`TlsError::RenegotiationRequested`] (not fatal) or another peer-caused error.
     pub fn read_plaintext(&mut self, buf: &mut [u8]) -> Result<ReadOutcome, TlsError> {
+        self.require_handshake("read_plaintext")?;
         if buf.is_empty() {
             return Ok(ReadOutcome::Data(0));
         }
@@ -506,6 +515,16 @@ impl Session {
                 debug!(role = ?self.role, status, %reason, "peer certificate rejected");
                 Err(reason)
             }
+        }
+    }
+}
+
+impl Session {
+    fn require_handshake(&self, operation: &'static str) -> Result<(), TlsError> {
+        if self.handshake_done {
+            Ok(())
+        } else {
+            Err(TlsError::HandshakeNotDone { operation })
         }
     }
 }

@@ -191,6 +191,18 @@ fn fixture() -> &'static Fixture {
     })
 }
 
+fn client_session(priority: &str, sni: Option<&str>, credentials: &Credentials) -> Session {
+    Session::new(client_config(priority, sni), credentials).expect("client session created")
+}
+
+fn server_session(
+    priority: &str,
+    client_cert: ClientCertificate,
+    credentials: &Credentials,
+) -> Session {
+    Session::new(server_config(priority, client_cert), credentials).expect("server session created")
+}
+
 fn client_config(priority: &str, sni: Option<&str>) -> SessionConfig {
     let mut config = SessionConfig::new(Role::Client);
     config.priority = priority.to_owned();
@@ -269,18 +281,23 @@ fn transfer(from: &mut Session, to: &mut Session, data: &[u8]) -> Vec<u8> {
 
 fn connected_pair(priority: &str, server_identity: &Identity) -> (Session, Session) {
     let f = fixture();
-    let mut client = Session::new(
-        client_config(priority, Some("server.example")),
-        &anonymous_client(),
-    )
-    .unwrap();
-    let mut server = Session::new(
-        server_config(priority, ClientCertificate::Ignore),
+    let mut client = client_session(priority, Some("server.example"), &anonymous_client());
+    let mut server = server_session(
+        priority,
+        ClientCertificate::Ignore,
         &server_identity.credentials(&f.ca_pem),
-    )
-    .unwrap();
+    );
     handshake(&mut client, &mut server).expect("handshake succeeds");
     (client, server)
+}
+
+#[test]
+fn handles_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send::<Session>();
+    assert_send_sync::<Credentials>();
+    assert_send_sync::<TrustAnchors>();
 }
 
 #[test]
@@ -344,16 +361,16 @@ fn tls13_handshake_with_ecdsa_server() {
 fn mutual_authentication_both_versions() {
     let f = fixture();
     for priority in [TLS12, TLS13] {
-        let mut client = Session::new(
-            client_config(priority, Some("server.example")),
+        let mut client = client_session(
+            priority,
+            Some("server.example"),
             &f.client.credentials(&f.ca_pem),
-        )
-        .unwrap();
-        let mut server = Session::new(
-            server_config(priority, ClientCertificate::Require),
+        );
+        let mut server = server_session(
+            priority,
+            ClientCertificate::Require,
             &f.rsa_server.credentials(&f.ca_pem),
-        )
-        .unwrap();
+        );
         handshake(&mut client, &mut server).expect("mutual handshake succeeds");
 
         assert_eq!(
@@ -383,16 +400,12 @@ fn mutual_authentication_both_versions() {
 fn required_client_certificate_missing() {
     let f = fixture();
     for priority in [TLS12, TLS13] {
-        let mut client = Session::new(
-            client_config(priority, Some("server.example")),
-            &anonymous_client(),
-        )
-        .unwrap();
-        let mut server = Session::new(
-            server_config(priority, ClientCertificate::Require),
+        let mut client = client_session(priority, Some("server.example"), &anonymous_client());
+        let mut server = server_session(
+            priority,
+            ClientCertificate::Require,
             &f.rsa_server.credentials(&f.ca_pem),
-        )
-        .unwrap();
+        );
 
         let (side, error) = handshake(&mut client, &mut server).expect_err("handshake fails");
         assert_eq!(side, Side::Server, "{priority}");
@@ -425,16 +438,12 @@ fn required_client_certificate_missing() {
 #[test]
 fn requested_client_certificate_optional() {
     let f = fixture();
-    let mut client = Session::new(
-        client_config(TLS13, Some("server.example")),
-        &anonymous_client(),
-    )
-    .unwrap();
-    let mut server = Session::new(
-        server_config(TLS13, ClientCertificate::Request),
+    let mut client = client_session(TLS13, Some("server.example"), &anonymous_client());
+    let mut server = server_session(
+        TLS13,
+        ClientCertificate::Request,
         &f.rsa_server.credentials(&f.ca_pem),
-    )
-    .unwrap();
+    );
 
     handshake(&mut client, &mut server).expect("handshake succeeds without client certificate");
     assert!(server.peer_certificates().is_empty());
@@ -444,35 +453,37 @@ fn requested_client_certificate_optional() {
     ));
 }
 
-fn sni_server(seen: Arc<std::sync::Mutex<Vec<Option<String>>>>) -> SessionConfig {
+/// Server names the SNI selector was called with.
+type SeenNames = Arc<std::sync::Mutex<Vec<Option<String>>>>;
+
+/// A client sending `sni` and a server whose selector knows server.example and other.example,
+/// with server.example's credentials as the default.
+fn sni_pair(sni: Option<&str>) -> (Session, Session, SeenNames) {
     let f = fixture();
+    let seen = SeenNames::default();
     let by_name: HashMap<&str, Credentials> = HashMap::from([
         ("server.example", f.rsa_server.credentials(&f.ca_pem)),
         ("other.example", f.other_server.credentials(&f.ca_pem)),
     ]);
     let mut config = server_config(TLS13, ClientCertificate::Ignore);
+    let record = Arc::clone(&seen);
     config.credential_selector = Some(Arc::new(move |name: Option<&str>| {
-        seen.lock().unwrap().push(name.map(str::to_owned));
+        record.lock().unwrap().push(name.map(str::to_owned));
         by_name.get(name?).cloned()
     }));
-    config
+    let server = Session::new(config, &f.rsa_server.credentials(&f.ca_pem)).unwrap();
+    (
+        client_session(TLS13, sni, &anonymous_client()),
+        server,
+        seen,
+    )
 }
 
 #[test]
 fn sni_selects_server_credentials() {
-    let f = fixture();
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut client = Session::new(
-        client_config(TLS13, Some("other.example")),
-        &anonymous_client(),
-    )
-    .unwrap();
     // The default credentials would present server.example; the selector must replace them.
-    let mut server = Session::new(
-        sni_server(Arc::clone(&seen)),
-        &f.rsa_server.credentials(&f.ca_pem),
-    )
-    .unwrap();
+    let (mut client, mut server, seen) = sni_pair(Some("other.example"));
+    let f = fixture();
 
     handshake(&mut client, &mut server).expect("handshake succeeds");
     assert_eq!(server.server_name().as_deref(), Some("other.example"));
@@ -492,18 +503,7 @@ fn sni_selects_server_credentials() {
 
 #[test]
 fn unknown_sni_fails_handshake() {
-    let f = fixture();
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut client = Session::new(
-        client_config(TLS13, Some("nobody.example")),
-        &anonymous_client(),
-    )
-    .unwrap();
-    let mut server = Session::new(
-        sni_server(Arc::clone(&seen)),
-        &f.rsa_server.credentials(&f.ca_pem),
-    )
-    .unwrap();
+    let (mut client, mut server, _seen) = sni_pair(Some("nobody.example"));
 
     let (side, error) = handshake(&mut client, &mut server).expect_err("handshake fails");
     assert_eq!(side, Side::Server);
@@ -522,14 +522,7 @@ fn unknown_sni_fails_handshake() {
 
 #[test]
 fn missing_sni_reaches_selector_as_none() {
-    let f = fixture();
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut client = Session::new(client_config(TLS13, None), &anonymous_client()).unwrap();
-    let mut server = Session::new(
-        sni_server(Arc::clone(&seen)),
-        &f.rsa_server.credentials(&f.ca_pem),
-    )
-    .unwrap();
+    let (mut client, mut server, seen) = sni_pair(None);
 
     let (side, error) = handshake(&mut client, &mut server).expect_err("handshake fails");
     assert_eq!(side, Side::Server);
@@ -757,16 +750,16 @@ fn verify_rejects_expired_certificate() {
 fn verify_rejects_server_certificate_as_client() {
     let f = fixture();
     // A server certificate (serverAuth only) used as a client certificate.
-    let mut client = Session::new(
-        client_config(TLS13, Some("server.example")),
+    let mut client = client_session(
+        TLS13,
+        Some("server.example"),
         &f.other_server.credentials(&f.ca_pem),
-    )
-    .unwrap();
-    let mut server = Session::new(
-        server_config(TLS13, ClientCertificate::Require),
+    );
+    let mut server = server_session(
+        TLS13,
+        ClientCertificate::Require,
         &f.rsa_server.credentials(&f.ca_pem),
-    )
-    .unwrap();
+    );
     handshake(&mut client, &mut server).expect("handshake succeeds");
 
     let error = server
@@ -820,7 +813,7 @@ fn channel_binding_matches_on_both_ends() {
 
 #[test]
 fn exporter_before_handshake_fails() {
-    let client = Session::new(client_config(TLS13, None), &anonymous_client()).unwrap();
+    let client = client_session(TLS13, None, &anonymous_client());
     let mut out = [0u8; 16];
 
     assert!(
@@ -833,18 +826,38 @@ fn exporter_before_handshake_fails() {
 }
 
 #[test]
+fn data_before_handshake_rejected() {
+    let mut client = client_session(TLS13, None, &anonymous_client());
+    let mut buf = [0u8; 16];
+
+    let write = client
+        .write_plaintext(b"early")
+        .expect_err("write rejected");
+    assert!(matches!(
+        write,
+        TlsError::HandshakeNotDone {
+            operation: "write_plaintext"
+        }
+    ));
+    let read = client.read_plaintext(&mut buf).expect_err("read rejected");
+    assert!(matches!(
+        read,
+        TlsError::HandshakeNotDone {
+            operation: "read_plaintext"
+        }
+    ));
+    assert!(client.pending_ciphertext().is_empty());
+}
+
+#[test]
 fn drop_mid_handshake_releases_session() {
     let f = fixture();
-    let mut client = Session::new(
-        client_config(TLS13, Some("server.example")),
-        &anonymous_client(),
-    )
-    .unwrap();
-    let mut server = Session::new(
-        server_config(TLS13, ClientCertificate::Ignore),
+    let mut client = client_session(TLS13, Some("server.example"), &anonymous_client());
+    let mut server = server_session(
+        TLS13,
+        ClientCertificate::Ignore,
         &f.rsa_server.credentials(&f.ca_pem),
-    )
-    .unwrap();
+    );
 
     assert_eq!(client.handshake().unwrap(), HandshakeStatus::WantRead);
     server.feed_ciphertext(&client.take_ciphertext());
@@ -1038,16 +1051,8 @@ fn pkcs11_handshake_child() {
             .trust_anchors(&ca_pem, Encoding::Pem)
             .build()
             .unwrap();
-        let mut client = Session::new(
-            client_config(priority, Some("token.example")),
-            &client_credentials,
-        )
-        .unwrap();
-        let mut server = Session::new(
-            server_config(priority, ClientCertificate::Ignore),
-            &server_credentials,
-        )
-        .unwrap();
+        let mut client = client_session(priority, Some("token.example"), &client_credentials);
+        let mut server = server_session(priority, ClientCertificate::Ignore, &server_credentials);
         handshake(&mut client, &mut server).expect("handshake with token key succeeds");
 
         let anchors = TrustAnchors::from_certificates(&ca_pem, Encoding::Pem).unwrap();
