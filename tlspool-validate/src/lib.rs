@@ -1,4 +1,60 @@
-//! Peer validation for the TLS Pool: trust anchors, validation expressions, LDAP, DANE and caching.
+//! Peer validation for the TLS Pool: trust anchors, validation expressions, LDAP, DANE and
+//! caching.
 //!
-//! It will own validation expressions, X.509 path validation against the trust database,
-//! the LDAP global directory, DANE under DNSSEC and the memcached cache of online results.
+//! So far this crate owns the validation expression engine ([`valexp`]) of the TLS Pool
+//! version 2 protocol. It parses the postfix expressions and expands them into the ordered
+//! normal form, whose printed text is compared byte for byte. It combines the expressions of
+//! several sources with AND and evaluates a normal form as predicate results arrive.
+//!
+//! ```
+//! use tlspool_validate::valexp::{Event, NormalForm, Predicate, Registration};
+//!
+//! // "if d then T else E", with the consensus case "T and E" last.
+//! let form = NormalForm::parse("ETd?")?;
+//! assert_eq!(form.to_string(), "Td | E~d | TE");
+//!
+//! let letter = |c| Predicate::from_letter(c).ok_or_else(|| format!("{c} is no predicate"));
+//! let (mut registration, events) = Registration::register(form);
+//! assert_eq!(
+//!     events,
+//!     [Event::Start(letter('T')?), Event::Start(letter('d')?), Event::Start(letter('E')?)]
+//! );
+//! assert_eq!(registration.set(letter('d')?, false), [Event::Stop(letter('d')?)]);
+//! assert_eq!(registration.printed_live_cases(), "TE | E");
+//! assert_eq!(
+//!     registration.set(letter('E')?, true),
+//!     [Event::Stop(letter('T')?), Event::Stop(letter('E')?), Event::Final(true)]
+//! );
+//! assert_eq!(registration.unregister(), []);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Event model
+//!
+//! The engine does no I/O. [`Registration::register`](valexp::Registration::register),
+//! [`set`](valexp::Registration::set) and [`unregister`](valexp::Registration::unregister)
+//! each return the events the caller acts on: `Start(p)` asks for the check of predicate `p`,
+//! `Stop(p)` cancels it, and `Final(outcome)` comes exactly once per registration. Several
+//! starts or stops at once come in predicate bit order (`LlIiFfAaTtDdRrEeOoGgPpUuSsCcQq`),
+//! and the stops of a call precede its final. Once final, the outcome never changes and later
+//! results are ignored.
+//!
+//! # Known limitations
+//!
+//! - The predicates have no meaning here yet: the checks behind them (trust chains, DANE,
+//!   the LDAP directory, the local role and the rest) and their asynchronous execution are
+//!   still to come in this crate. Callers run the checks and feed the results in.
+//! - A registration whose first case to be true is found at registration still returns
+//!   `Start` for the predicates of the later cases after `Final(true)`, and never stops them.
+//!   The protocol defines this order, so it is kept.
+//! - Expressions nested deeper than [`MAX_NESTING`](valexp::MAX_NESTING) operators, or whose
+//!   expansion exceeds [`MAX_CASES`](valexp::MAX_CASES) cases, are rejected as errors (and so
+//!   fail the handshake); the original has neither limit.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod valexp;
+
+pub use error::ValexpError;
