@@ -1,1 +1,64 @@
 //! Client library for the TLS Pool and the control tool `tlspoolctl`.
+//!
+//! A client has one connection to the daemon's UNIX socket and speaks the TLS Pool
+//! version 2 protocol on it. Any number of requests may be outstanding at once: each gets a
+//! request id unique among the outstanding ones, and a reader routes every record from the
+//! daemon to the request it belongs to. Two flavours share that machinery:
+//!
+//! - [`Client`] is asynchronous and runs on tokio;
+//! - [`blocking::Client`] blocks the calling thread and uses a reader thread.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), tlspool_client::ClientError> {
+//! let client = tlspool_client::Client::connect(None).await?;
+//! let reply = client.ping().await?;
+//! println!("{} offers {:?}", reply.producer, reply.facilities);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ```no_run
+//! use std::path::Path;
+//!
+//! let client = tlspool_client::blocking::Client::connect(Some(Path::new("/run/tlspool.sock")))?;
+//! let reply = client.ping()?;
+//! println!("{} offers {:?}", reply.producer, reply.facilities);
+//! # Ok::<(), tlspool_client::ClientError>(())
+//! ```
+//!
+//! # Socket location
+//!
+//! `connect(Some(path))` uses `path`. `connect(None)` uses the first `socket_name` line of the
+//! configuration file named by `TLSPOOL_CONFIG_FILE`, or of `/etc/tlspool.conf` when that
+//! variable is unset, and `/var/run/tlspool.sock` when there is no such line. A path longer
+//! than the 107 bytes of `sun_path` is an error ([`ClientError::SocketPathTooLong`]).
+//! [`resolve_socket_path`] performs this lookup, optionally with another configuration file.
+//!
+//! # Callbacks and disconnection
+//!
+//! A callback from the daemon (a record with a non-zero callback id) for a request that no
+//! caller waits for is refused with ERROR `E_TLSPOOL_CLIENT_REFUSES_CALLBACK`. When the
+//! connection closes, every waiting request fails with [`ClientError::Disconnected`]. A
+//! client does not reconnect; connect again to continue.
+//!
+//! # Known limitations
+//!
+//! - Only PING is implemented so far; STARTTLS and the other requests will follow.
+//! - The configuration reader comes from `tlspool-core`, which also links GnuTLS and LMDB.
+
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod blocking;
+mod client;
+pub mod ctl;
+mod error;
+mod mux;
+mod ping;
+mod socket;
+
+pub use client::Client;
+pub use error::ClientError;
+pub use ping::PingReply;
+pub use socket::{MAX_SOCKET_PATH_LEN, resolve_socket_path};
+pub use tlspool_proto::{ErrorCode, Facilities};

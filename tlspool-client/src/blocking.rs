@@ -1,0 +1,143 @@
+//! The blocking client: one connection to the daemon, shared by any number of threads.
+//!
+//! A reader thread per [`Client`] receives every record from the daemon and routes it by
+//! request id to the thread that waits for it (see the `mux` module). Sending holds the
+//! stream's write lock for one whole record, so threads never interleave their records.
+
+use std::net::Shutdown;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread;
+
+use tracing::debug;
+
+use tlspool_proto::blocking::RecordStream;
+use tlspool_proto::{Payload, Record};
+
+use crate::mux::{self, Router};
+use crate::socket::{self, connect_error};
+use crate::{ClientError, PingReply, ping};
+
+/// A blocking connection to the TLS Pool daemon.
+///
+/// Cloning is cheap and yields another handle on the same connection. Requests from several
+/// threads run concurrently on it. The connection closes when the last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    router: Arc<Router>,
+    writer: Arc<RecordStream>,
+    path: PathBuf,
+}
+
+impl Client {
+    /// Connects to the daemon at `path`, or at the configured socket when `path` is `None`
+    /// (see [`resolve_socket_path`](crate::resolve_socket_path)), and starts the reader
+    /// thread.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::SocketPathTooLong`] from locating the socket,
+    /// [`ClientError::Connect`] when no daemon accepts the connection, and
+    /// [`ClientError::Io`] when the reader thread cannot start.
+    pub fn connect(path: Option<&Path>) -> Result<Self, ClientError> {
+        let path = socket::resolve_socket_path(path, None)?;
+        let stream = std::os::unix::net::UnixStream::connect(&path)
+            .map_err(|source| connect_error(&path, source))?;
+        let reader_stream = stream.try_clone().map_err(|source| ClientError::Io {
+            call: "dup of the TLS Pool socket",
+            source,
+        })?;
+        debug!(path = %path.display(), "connected to the TLS Pool");
+
+        let router = Arc::new(Router::default());
+        let writer = Arc::new(RecordStream::new(stream));
+        let reader = Reader {
+            stream: RecordStream::new(reader_stream),
+            router: Arc::clone(&router),
+            writer: Arc::clone(&writer),
+        };
+        thread::Builder::new()
+            .name("tlspool-client-reader".to_owned())
+            .spawn(move || reader.run())
+            .map_err(|source| ClientError::Io {
+                call: "spawn of the reader thread",
+                source,
+            })?;
+
+        let shared = Arc::new(Shared {
+            router,
+            writer,
+            path,
+        });
+        Ok(Self { shared })
+    }
+
+    /// Returns the path of the socket this client is connected to.
+    pub fn socket_path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Sends PING with the identity `TLSPOOL_IDENTITY_V2` and every facility bit this crate
+    /// defines, and returns the daemon's identity and the facilities it offers.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Daemon`] when the daemon replies with ERROR,
+    /// [`ClientError::UnexpectedReply`] for another command code,
+    /// [`ClientError::Disconnected`] when the connection closes first, and
+    /// [`ClientError::Proto`] when sending fails or the reply does not decode.
+    ///
+    /// # Panics
+    ///
+    /// When called from inside an asynchronous runtime; use [`crate::Client`] there.
+    pub fn ping(&self) -> Result<PingReply, ClientError> {
+        let record = self.call(ping::request()?)?;
+        ping::reply(record)
+    }
+
+    /// Sends a request that has no callbacks and returns the daemon's final record.
+    fn call(&self, payload: Payload) -> Result<Record, ClientError> {
+        let mut exchange = self.shared.router.register()?;
+        let record = Record::new(exchange.reqid(), payload);
+        self.shared
+            .writer
+            .send_record(&record, None)
+            .map_err(socket::send_error)?;
+        exchange.next_blocking()
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Shutting down both directions ends the reader thread's receive with end of stream,
+        // which makes it exit and close its copy of the socket.
+        if let Err(error) = self.writer.get_ref().shutdown(Shutdown::Both) {
+            debug!(%error, "shutdown of the TLS Pool socket failed");
+        }
+    }
+}
+
+/// The reader thread's state: the receiving stream and what it routes records to.
+struct Reader {
+    stream: RecordStream,
+    router: Arc<Router>,
+    writer: Arc<RecordStream>,
+}
+
+impl Reader {
+    fn run(mut self) {
+        while let Some(frame) = mux::received_frame(self.stream.recv()) {
+            if let Some(refusal) = self.router.route_frame(&frame)
+                && let Err(error) = self.writer.send_record(&refusal, None)
+            {
+                mux::log_refusal_failure(&refusal, &error);
+            }
+        }
+        self.router.close();
+    }
+}

@@ -1,0 +1,165 @@
+//! The asynchronous client on tokio: one connection to the daemon, shared by any number of
+//! tasks.
+//!
+//! Two tasks serve each connection. The reader task receives every record from the daemon and
+//! routes it by request id to the task that waits for it (see the `mux` module). The writer
+//! task sends the records that callers queue, so a caller that drops its future half-way never
+//! leaves a partly sent record on the stream.
+
+use std::os::fd::{AsFd as _, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::UnixStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::debug;
+
+use tlspool_proto::tokio::{RecordReader, RecordWriter, split};
+use tlspool_proto::{Payload, ProtoError, Record};
+
+use crate::mux::{self, Router};
+use crate::socket::{self, connect_error};
+use crate::{ClientError, PingReply, ping};
+
+/// An asynchronous connection to the TLS Pool daemon.
+///
+/// Cloning is cheap and yields another handle on the same connection. Requests from several
+/// tasks run concurrently on it. The connection closes when the last handle is dropped.
+///
+/// The connection's tasks run on the tokio runtime that was current in
+/// [`Client::connect`].
+#[derive(Debug, Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    router: Arc<Router>,
+    outgoing: mpsc::UnboundedSender<Outgoing>,
+    reader: JoinHandle<()>,
+    path: PathBuf,
+}
+
+/// A record queued for the writer task, with the descriptor to attach and where to report
+/// the result of the send.
+#[derive(Debug)]
+struct Outgoing {
+    record: Record,
+    fd: Option<OwnedFd>,
+    sent: oneshot::Sender<Result<(), ProtoError>>,
+}
+
+impl Client {
+    /// Connects to the daemon at `path`, or at the configured socket when `path` is `None`
+    /// (see [`resolve_socket_path`](crate::resolve_socket_path)), and starts the connection's
+    /// reader and writer tasks.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::SocketPathTooLong`] from locating the socket, and
+    /// [`ClientError::Connect`] when no daemon accepts the connection.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime.
+    pub async fn connect(path: Option<&Path>) -> Result<Self, ClientError> {
+        // Reading the small configuration file blocks only briefly.
+        let path = socket::resolve_socket_path(path, None)?;
+        let stream = UnixStream::connect(&path)
+            .await
+            .map_err(|source| connect_error(&path, source))?;
+        debug!(path = %path.display(), "connected to the TLS Pool");
+
+        let (reader, writer) = split(stream);
+        let router = Arc::new(Router::default());
+        let (outgoing, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_queued(queue, writer.clone()));
+        let reader = tokio::spawn(route_incoming(reader, writer, Arc::clone(&router)));
+
+        let shared = Arc::new(Shared {
+            router,
+            outgoing,
+            reader,
+            path,
+        });
+        Ok(Self { shared })
+    }
+
+    /// Returns the path of the socket this client is connected to.
+    pub fn socket_path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// Sends PING with the identity `TLSPOOL_IDENTITY_V2` and every facility bit this crate
+    /// defines, and returns the daemon's identity and the facilities it offers.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Daemon`] when the daemon replies with ERROR,
+    /// [`ClientError::UnexpectedReply`] for another command code,
+    /// [`ClientError::Disconnected`] when the connection closes first, and
+    /// [`ClientError::Proto`] when sending fails or the reply does not decode.
+    pub async fn ping(&self) -> Result<PingReply, ClientError> {
+        let record = self.call(ping::request()?).await?;
+        ping::reply(record)
+    }
+
+    /// Sends a request that has no callbacks and returns the daemon's final record.
+    async fn call(&self, payload: Payload) -> Result<Record, ClientError> {
+        let mut exchange = self.shared.router.register()?;
+        let record = Record::new(exchange.reqid(), payload);
+        self.send(record, None).await?;
+        exchange.next().await
+    }
+
+    /// Queues `record` with `fd` attached for the writer task and waits until it is sent.
+    async fn send(&self, record: Record, fd: Option<OwnedFd>) -> Result<(), ClientError> {
+        let (sent, result) = oneshot::channel();
+        let outgoing = Outgoing { record, fd, sent };
+        self.shared
+            .outgoing
+            .send(outgoing)
+            .map_err(|_| ClientError::Disconnected)?;
+        match result.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(socket::send_error(error)),
+            Err(_) => Err(ClientError::Disconnected),
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The writer task ends when `outgoing` drops with this struct. Stopping the reader
+        // drops its handles on the socket, and the last one closes it.
+        self.reader.abort();
+    }
+}
+
+/// Sends queued records in order until every [`Client`] handle is gone.
+async fn write_queued(mut queue: mpsc::UnboundedReceiver<Outgoing>, writer: RecordWriter) {
+    while let Some(outgoing) = queue.recv().await {
+        let fd = outgoing.fd.as_ref().map(|fd| fd.as_fd());
+        let result = writer.send_record(&outgoing.record, fd).await;
+        if let Err(error) = &result {
+            debug!(%error, reqid = outgoing.record.reqid, "sending a record failed");
+        }
+        // The caller may have stopped waiting; the record was sent all the same.
+        let _ = outgoing.sent.send(result);
+    }
+}
+
+/// Routes each record from the daemon to its request until the connection ends, then fails
+/// the requests still waiting.
+async fn route_incoming(mut reader: RecordReader, writer: RecordWriter, router: Arc<Router>) {
+    while let Some(frame) = mux::received_frame(reader.recv().await) {
+        if let Some(refusal) = router.route_frame(&frame)
+            && let Err(error) = writer.send_record(&refusal, None).await
+        {
+            mux::log_refusal_failure(&refusal, &error);
+        }
+    }
+    router.close();
+}

@@ -1,0 +1,86 @@
+//! The crate's error type, shared by the blocking and the asynchronous client.
+
+use std::io;
+use std::path::PathBuf;
+
+use tlspool_proto::{ErrorCode, ErrorPayload, ProtoError};
+
+/// Errors of locating, connecting to and talking with the TLS Pool daemon.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The socket path does not fit `sun_path` of a UNIX socket address.
+    #[error(
+        "socket path {} is {len} bytes long, longer than the maximum of {max} for a UNIX socket",
+        path.display()
+    )]
+    SocketPathTooLong {
+        /// The rejected path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+        /// The longest path that fits, in bytes, without the NUL terminator.
+        max: usize,
+    },
+
+    /// Connecting to the daemon's socket failed.
+    #[error("cannot connect to the TLS Pool at {}", path.display())]
+    Connect {
+        /// The socket path.
+        path: PathBuf,
+        /// The operating system error, such as `ECONNREFUSED` or `ENOENT`.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The daemon replied to the request with an ERROR record.
+    #[error("the TLS Pool returned an error: {message} (tlserrno {code})")]
+    Daemon {
+        /// The `tlserrno` value: a POSIX `errno` value or a TLS Pool error code.
+        code: i32,
+        /// The TLS Pool error code, or `None` when `code` is an `errno` value or unknown.
+        known: Option<ErrorCode>,
+        /// The daemon's message.
+        message: String,
+    },
+
+    /// The connection to the daemon closed before the reply arrived.
+    #[error("the connection to the TLS Pool closed before the reply arrived")]
+    Disconnected,
+
+    /// The daemon replied with a command code the request does not expect.
+    #[error("the TLS Pool sent an unexpected reply with command code {cmd:#010x}")]
+    UnexpectedReply {
+        /// The received command code.
+        cmd: u32,
+    },
+
+    /// Every request id is taken by an outstanding request on this connection.
+    #[error("all 65536 request ids are in use by outstanding requests")]
+    RequestIdsExhausted,
+
+    /// Encoding, decoding or transporting a command record failed.
+    #[error(transparent)]
+    Proto(#[from] ProtoError),
+
+    /// A system call outside the record transport failed.
+    #[error("{call} failed")]
+    Io {
+        /// The failing call, such as `shutdown`.
+        call: &'static str,
+        /// The operating system error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ClientError {
+    /// Converts an ERROR payload from the daemon.
+    pub(crate) fn from_daemon(error: ErrorPayload) -> Self {
+        Self::Daemon {
+            code: error.tlserrno,
+            known: error.error_code(),
+            message: error.message,
+        }
+    }
+}
