@@ -27,7 +27,7 @@ enum ItemFormat {
 /// # Errors
 ///
 /// [`DbError::DumpIo`] when writing fails.
-pub fn write_dump<W: Write>(out: &mut W, pairs: &[RawPair]) -> Result<(), DbError> {
+pub fn write_dump<W: Write + ?Sized>(out: &mut W, pairs: &[RawPair]) -> Result<(), DbError> {
     let io_error = |source| DbError::DumpIo {
         operation: "write",
         source,

@@ -10,7 +10,7 @@ use super::Database;
 #[non_exhaustive]
 pub enum DbError {
     /// An LMDB call on the environment itself failed.
-    #[error("{operation} failed for the database environment in {}: {source}", dir.display())]
+    #[error("{operation} failed for the database environment in {}", dir.display())]
     Environment {
         /// Directory of the environment (`dbenv_dir`).
         dir: PathBuf,
@@ -22,7 +22,7 @@ pub enum DbError {
     },
 
     /// An LMDB call on one database failed.
-    #[error("{operation} on the {database} database failed: {source}")]
+    #[error("{operation} on the {database} database failed")]
     Lmdb {
         /// The database operated on.
         database: Database,
@@ -99,7 +99,7 @@ pub enum DbError {
     },
 
     /// Reading or writing a dump failed.
-    #[error("{operation} of a dump failed: {source}")]
+    #[error("{operation} of a dump failed")]
     DumpIo {
         /// `read` or `write`.
         operation: &'static str,
