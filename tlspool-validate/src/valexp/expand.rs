@@ -219,45 +219,93 @@ fn expand_node(node: &Node, inverted: bool) -> Result<Vec<Case>, ValexpError> {
         }),
         NodeKind::Predicate(predicate) => Ok(vec![predicate_case(*predicate, inverted)]),
         NodeKind::Not(operand) => expand_node(operand, !inverted),
-        // De Morgan: under inversion AND becomes the sum and OR the product.
-        NodeKind::And(left, right) => expand_binary(node, '&', left, right, inverted, inverted),
-        NodeKind::Or(left, right) => expand_binary(node, '|', left, right, inverted, !inverted),
+        NodeKind::And(left, right) | NodeKind::Or(left, right) => {
+            let left = expand_node(left, inverted)?;
+            let right = expand_node(right, inverted)?;
+            join(node, left, right, is_sum(node, inverted))
+        }
         NodeKind::IfThenElse {
             condition,
             then,
             otherwise,
         } => {
-            let condition_true = expand_node(condition, false)?;
-            let condition_false = expand_node(condition, true)?;
+            let (condition_true, condition_false) = expand_both(condition)?;
             let then = expand_node(then, inverted)?;
             let otherwise = expand_node(otherwise, inverted)?;
-
-            let cases = product_count(&condition_true, &then)
-                + product_count(&condition_false, &otherwise)
-                + product_count(&then, &otherwise);
-            check_case_count(node, '?', cases)?;
-
-            let mut result = product(&condition_true, &then);
-            result.extend(product(&condition_false, &otherwise));
-            result.extend(product(&then, &otherwise));
-            Ok(result)
+            if_then_else(node, &condition_true, &condition_false, &then, &otherwise)
         }
     }
 }
 
-/// Expands the operands of a binary operator under `inverted` and joins them as a sum or as a
-/// product.
-fn expand_binary(
+/// Computes `(X(node, false), X(node, true))` for the condition of an if-then-else, which
+/// needs both.
+///
+/// Each node below is expanded once per polarity, so conditions nested in conditions cost
+/// linear time, where calling [`expand_node`] twice per level would cost exponential time.
+fn expand_both(node: &Node) -> Result<(Vec<Case>, Vec<Case>), ValexpError> {
+    match &node.kind {
+        NodeKind::Constant(_) | NodeKind::Predicate(_) => {
+            Ok((expand_node(node, false)?, expand_node(node, true)?))
+        }
+        NodeKind::Not(operand) => {
+            let (plain, inverted) = expand_both(operand)?;
+            Ok((inverted, plain))
+        }
+        NodeKind::And(left, right) | NodeKind::Or(left, right) => {
+            let (left_plain, left_inverted) = expand_both(left)?;
+            let (right_plain, right_inverted) = expand_both(right)?;
+            Ok((
+                join(node, left_plain, right_plain, is_sum(node, false))?,
+                join(node, left_inverted, right_inverted, is_sum(node, true))?,
+            ))
+        }
+        NodeKind::IfThenElse {
+            condition,
+            then,
+            otherwise,
+        } => {
+            let (condition_true, condition_false) = expand_both(condition)?;
+            let (then_plain, then_inverted) = expand_both(then)?;
+            let (otherwise_plain, otherwise_inverted) = expand_both(otherwise)?;
+            Ok((
+                if_then_else(
+                    node,
+                    &condition_true,
+                    &condition_false,
+                    &then_plain,
+                    &otherwise_plain,
+                )?,
+                if_then_else(
+                    node,
+                    &condition_true,
+                    &condition_false,
+                    &then_inverted,
+                    &otherwise_inverted,
+                )?,
+            ))
+        }
+    }
+}
+
+/// Returns whether the binary operator `node` acts as a sum: OR does, and under inversion AND
+/// does instead (De Morgan).
+fn is_sum(node: &Node, inverted: bool) -> bool {
+    matches!(node.kind, NodeKind::Or(..)) != inverted
+}
+
+/// Joins the expanded operands of a binary operator as the sum `right ++ left` or as the
+/// product with `left` as the outer loop.
+fn join(
     node: &Node,
-    operator: char,
-    left: &Node,
-    right: &Node,
-    inverted: bool,
+    left: Vec<Case>,
+    right: Vec<Case>,
     is_sum: bool,
 ) -> Result<Vec<Case>, ValexpError> {
-    let left = expand_node(left, inverted)?;
-    let right = expand_node(right, inverted)?;
-
+    let operator = if matches!(node.kind, NodeKind::And(..)) {
+        '&'
+    } else {
+        '|'
+    };
     if is_sum {
         check_case_count(node, operator, left.len() as u64 + right.len() as u64)?;
         let mut sum = right;
@@ -267,6 +315,25 @@ fn expand_binary(
         check_case_count(node, operator, product_count(&left, &right))?;
         Ok(product(&left, &right))
     }
+}
+
+/// Returns `I+ × T ++ I- × E ++ T × E`.
+fn if_then_else(
+    node: &Node,
+    condition_true: &[Case],
+    condition_false: &[Case],
+    then: &[Case],
+    otherwise: &[Case],
+) -> Result<Vec<Case>, ValexpError> {
+    let cases = product_count(condition_true, then)
+        + product_count(condition_false, otherwise)
+        + product_count(then, otherwise);
+    check_case_count(node, '?', cases)?;
+
+    let mut result = product(condition_true, then);
+    result.extend(product(condition_false, otherwise));
+    result.extend(product(then, otherwise));
+    Ok(result)
 }
 
 fn predicate_case(predicate: Predicate, inverted: bool) -> Case {
@@ -410,6 +477,18 @@ mod tests {
         assert_eq!(printed("ad|Tc|F?~"), "F~Tc | ~Fad | ~aTdc");
         assert_eq!(printed("c0d?"), "c~d");
         assert_eq!(printed("0ad?"), "ad");
+    }
+
+    #[test]
+    fn nested_conditions_expand_quickly() {
+        // Each condition is itself an if-then-else, as deep as the nesting limit allows.
+        let depth = crate::valexp::MAX_NESTING;
+        let text = format!("{}a{}", "00".repeat(depth), "?".repeat(depth));
+        assert_eq!(printed(&text), "0");
+
+        // "if c then 0 else 1" is NOT c, applied an even number of times.
+        let text = format!("{}a{}", "10".repeat(depth), "?".repeat(depth));
+        assert_eq!(printed(&text), "a");
     }
 
     #[test]

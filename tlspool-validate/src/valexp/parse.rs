@@ -18,8 +18,9 @@ use crate::valexp::{Predicate, PredicateSet};
 
 /// Maximum number of operators nested inside one another.
 ///
-/// The expansion recurses once per nesting level, so this bounds its stack use. Realistic
-/// expressions over 30 predicates nest a few dozen levels at most.
+/// The expansion recurses once per nesting level, so this bounds its stack use. An expression
+/// that names each of the 30 predicates once needs 29 binary operators, which leaves room for
+/// negations and repeated predicates.
 pub const MAX_NESTING: usize = 128;
 
 /// A parsed validation expression.
