@@ -3,7 +3,10 @@
 //!
 //! Every message in either direction is one [`Record`] of exactly [`RECORD_LEN`] bytes, with
 //! native-endian integers at fixed offsets. [`Record::decode`] and [`Record::encode`] convert
-//! field by field.
+//! field by field; [`RecordAssembler`] cuts a byte stream into records and keeps the
+//! descriptor that arrived with each; [`blocking::RecordStream`] and, with the default
+//! `tokio` feature, [`tokio::RecordReader`] and [`tokio::RecordWriter`] move records and
+//! descriptors (`SCM_RIGHTS`) over a `UnixStream`.
 //!
 //! ```
 //! use tlspool_proto::{Facilities, FixedString, IDENTITY_V2, Payload, Ping, Record};
@@ -42,15 +45,20 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod ancillary;
+pub mod blocking;
 mod command;
 mod constants;
 mod error;
 mod error_code;
 mod fixed_string;
 mod flags;
+mod framing;
 mod payload;
 mod prng_info;
 mod record;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod wire;
 
 pub use command::CommandCode;
@@ -59,6 +67,7 @@ pub use error::ProtoError;
 pub use error_code::ErrorCode;
 pub use fixed_string::FixedString;
 pub use flags::{Facilities, InfoKind, LidEntryFlags, StartTlsFlags};
+pub use framing::{Frame, RecordAssembler};
 pub use payload::{
     Control, CtlKey, ERROR_MESSAGE_LEN, ErrorPayload, Identity, LidEntry, PinEntry, Ping, StartTls,
 };
