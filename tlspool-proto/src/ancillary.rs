@@ -138,14 +138,6 @@ pub(crate) fn feed(
     })
 }
 
-/// Returns true for errors after which the same call should simply be made again.
-pub(crate) fn is_retry(error: &io::Error) -> bool {
-    matches!(
-        error.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-    )
-}
-
 /// Maps a failed send to the error variant for whether it carried a descriptor.
 pub(crate) fn send_error(source: io::Error, fd: Option<BorrowedFd<'_>>) -> ProtoError {
     match fd {

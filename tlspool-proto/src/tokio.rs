@@ -14,7 +14,7 @@ use ::tokio::io::Interest;
 use ::tokio::net::UnixStream;
 use ::tokio::sync::Mutex;
 
-use crate::ancillary::{self, is_retry, send_error};
+use crate::ancillary::{self, send_error};
 use crate::framing::{Frame, RecordAssembler};
 use crate::{ProtoError, RECORD_LEN, Record};
 
@@ -152,4 +152,12 @@ impl RecordWriter {
     pub fn stream(&self) -> &UnixStream {
         &self.stream
     }
+}
+
+/// Returns true for errors after which the same call should simply be made again.
+fn is_retry(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
 }
