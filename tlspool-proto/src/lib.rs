@@ -5,7 +5,7 @@
 //! native-endian integers at fixed offsets. [`Record::decode`] and [`Record::encode`] convert
 //! field by field; [`RecordAssembler`] cuts a byte stream into records and keeps the
 //! descriptor that arrived with each; [`blocking::RecordStream`] and, with the default
-//! `tokio` feature, [`tokio::RecordReader`] and [`tokio::RecordWriter`] move records and
+//! `tokio` feature, `tokio::RecordReader` and `tokio::RecordWriter` move records and
 //! descriptors (`SCM_RIGHTS`) over a `UnixStream`.
 //!
 //! ```
@@ -39,6 +39,11 @@
 //! - Integers are native-endian, as in the original C implementation, so both ends must run
 //!   on machines of the same byte order (always true on one host).
 //! - The Windows fields that the original appends after the payload union do not exist here.
+//! - A descriptor sent with later bytes of a record, instead of its first bytes, is accepted
+//!   as the record's descriptor when the receiver had read none of the record yet, because
+//!   the kernel joins those bytes into one read.
+//! - Cancelling `tokio::RecordWriter::send` after part of a record went out leaves the
+//!   stream misframed for the peer.
 //! - Secret fields (PINs, control keys, PRNG output) are hidden from `Debug` output but are not
 //!   wiped from memory on drop.
 
