@@ -94,6 +94,14 @@ pub enum TlsError {
     /// without a key.
     #[error("credentials need both a certificate chain and its private key")]
     IncompleteKeyPair,
+    /// A certificate to be built is missing a field or has an invalid one.
+    #[error("invalid certificate {field}: {reason}")]
+    InvalidCertificateField {
+        /// The field, such as `validity` or `serial`.
+        field: &'static str,
+        /// The problem with its value.
+        reason: String,
+    },
 }
 
 impl TlsError {

@@ -20,7 +20,7 @@ use super::error::TlsError;
 const MAX_SERVER_NAME: usize = 256;
 
 /// Returns `Ok(code)` for a non-negative GnuTLS return value, else the library error.
-fn check(function: &'static str, code: c_int) -> Result<c_int, TlsError> {
+pub(super) fn check(function: &'static str, code: c_int) -> Result<c_int, TlsError> {
     if code < 0 {
         Err(TlsError::library(function, code))
     } else {
@@ -29,7 +29,7 @@ fn check(function: &'static str, code: c_int) -> Result<c_int, TlsError> {
 }
 
 /// Describes `bytes` as a GnuTLS datum for a call that only reads it.
-fn datum(field: &'static str, bytes: &[u8]) -> Result<sys::gnutls_datum_t, TlsError> {
+pub(super) fn datum(field: &'static str, bytes: &[u8]) -> Result<sys::gnutls_datum_t, TlsError> {
     let size = u32::try_from(bytes.len()).map_err(|_| TlsError::TooLarge {
         field,
         len: bytes.len(),
@@ -44,7 +44,7 @@ fn datum(field: &'static str, bytes: &[u8]) -> Result<sys::gnutls_datum_t, TlsEr
 ///
 /// # Safety
 /// `d` must come from a GnuTLS call that allocates its `data` with `gnutls_malloc`.
-unsafe fn take_datum(d: sys::gnutls_datum_t) -> Vec<u8> {
+pub(super) unsafe fn take_datum(d: sys::gnutls_datum_t) -> Vec<u8> {
     if d.data.is_null() {
         return Vec::new();
     }
@@ -255,11 +255,11 @@ impl Drop for PcertList {
 
 /// An owned `gnutls_privkey_t` that has not been handed to credentials yet.
 pub(super) struct PrivateKey {
-    raw: sys::gnutls_privkey_t,
+    pub(super) raw: sys::gnutls_privkey_t,
 }
 
 impl PrivateKey {
-    fn init() -> Result<Self, TlsError> {
+    pub(super) fn init() -> Result<Self, TlsError> {
         let mut raw = ptr::null_mut();
         // SAFETY: `raw` receives a new handle that `Drop` releases.
         let ret = unsafe { sys::gnutls_privkey_init(&mut raw) };
@@ -497,13 +497,13 @@ impl Drop for TrustList {
 }
 
 /// An owned `gnutls_x509_crt_t`.
-struct X509Crt {
-    raw: sys::gnutls_x509_crt_t,
+pub(super) struct X509Crt {
+    pub(super) raw: sys::gnutls_x509_crt_t,
 }
 
 impl X509Crt {
-    fn from_der(der: &[u8]) -> Result<Self, TlsError> {
-        let input = datum("peer certificate", der)?;
+    pub(super) fn from_der(der: &[u8]) -> Result<Self, TlsError> {
+        let input = datum("certificate", der)?;
         let mut raw = ptr::null_mut();
         // SAFETY: `raw` receives a new handle that `Drop` releases.
         let ret = unsafe { sys::gnutls_x509_crt_init(&mut raw) };

@@ -35,7 +35,12 @@
 //! credentials outlive the session's `gnutls_deinit` in `Drop`. [`Credentials`] owns a
 //! `gnutls_certificate_credentials_t` with the chain and private key handed to it;
 //! [`TrustAnchors`] owns a `gnutls_x509_trust_list_t`. Every `unsafe` call sits in the private
-//! `ffi` module.
+//! `ffi` and `ffi_x509` modules.
+//!
+//! # Certificates
+//!
+//! [`CertificateBuilder`] issues X.509 certificates (a test CA, server and client
+//! certificates, on-the-fly certificates) signed by a [`SigningKey`] on a token or in memory.
 //!
 //! # Known limitations
 //!
@@ -49,6 +54,7 @@
 //!   that waits for the peer still needs its own timer.
 //! - PKCS#11 modules and the PIN callback are process-wide, as GnuTLS keeps them.
 
+mod certgen;
 mod credentials;
 mod error;
 #[allow(
@@ -56,8 +62,16 @@ mod error;
     reason = "the GnuTLS FFI boundary; each block states its invariant"
 )]
 mod ffi;
+#[allow(
+    unsafe_code,
+    reason = "the GnuTLS X.509 writing FFI boundary; each block states its invariant"
+)]
+mod ffi_x509;
 mod session;
 
+pub use certgen::{
+    Certificate, CertificateBuilder, ExtendedKeyUsage, Issuer, KeyType, KeyUsage, SigningKey,
+};
 pub use credentials::{
     Credentials, CredentialsBuilder, Encoding, PinCallback, PinRequest, PrivateKeySource,
     TrustAnchors, pkcs11_add_provider, set_pin_callback,

@@ -12,6 +12,8 @@ use zeroize::Zeroizing;
 
 use super::*;
 
+mod certgen;
+
 const TLS12: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.2";
 const TLS13: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.3";
 const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
@@ -925,26 +927,19 @@ fn run_tool(program: &str, args: &[&str], conf: &Path) {
     );
 }
 
-#[test]
-fn pkcs11_key_completes_handshake() {
-    if !Path::new(SOFTHSM_MODULE).exists() {
-        eprintln!("skipping: {SOFTHSM_MODULE} is missing (install softhsm2)");
-        return;
-    }
-    let f = fixture();
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("softhsm2.conf");
-    fs::create_dir(dir.path().join("tokens")).unwrap();
+/// Creates a SoftHSM2 configuration under `dir` with one token labelled `tlspool` (user PIN
+/// [`TOKEN_PIN`]) and returns the configuration path for `SOFTHSM2_CONF`.
+fn init_token(dir: &Path) -> PathBuf {
+    let conf = dir.join("softhsm2.conf");
+    fs::create_dir(dir.join("tokens")).unwrap();
     fs::write(
         &conf,
         format!(
             "directories.tokendir = {}/tokens\nobjectstore.backend = file\n",
-            dir.path().display()
+            dir.display()
         ),
     )
     .unwrap();
-
-    // A token with an ECDSA P-256 key, certified by the test CA.
     run_tool(
         "softhsm2-util",
         &[
@@ -959,6 +954,11 @@ fn pkcs11_key_completes_handshake() {
         ],
         &conf,
     );
+    conf
+}
+
+/// Generates an ECDSA P-256 key pair labelled `label` on the `tlspool` token.
+fn generate_token_key(conf: &Path, label: &str) {
     run_tool(
         "p11tool",
         &[
@@ -967,12 +967,26 @@ fn pkcs11_key_completes_handshake() {
             "--login",
             "--generate-privkey=ecdsa",
             "--curve=secp256r1",
-            "--label=tlskey",
+            &format!("--label={label}"),
             "--id=01",
             "pkcs11:token=tlspool",
         ],
-        &conf,
+        conf,
     );
+}
+
+#[test]
+fn pkcs11_key_completes_handshake() {
+    if !Path::new(SOFTHSM_MODULE).exists() {
+        eprintln!("skipping: {SOFTHSM_MODULE} is missing (install softhsm2)");
+        return;
+    }
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+
+    // A token with an ECDSA P-256 key, certified by the test CA.
+    let conf = init_token(dir.path());
+    generate_token_key(&conf, "tlskey");
     let template = write_template(dir.path(), "token", &server_template("token.example"));
     let cert = dir.path().join("token.pem");
     run_tool(
@@ -1000,16 +1014,22 @@ fn pkcs11_key_completes_handshake() {
 
     // GnuTLS's PKCS#11 state is process-wide and SoftHSM reads SOFTHSM2_CONF when it loads, so
     // the handshake runs in a child test process with its own environment.
+    run_child_test(
+        "tls::tests::pkcs11_handshake_child",
+        &[
+            ("SOFTHSM2_CONF", conf.as_os_str()),
+            ("TLSPOOL_TEST_TOKEN_CERT", cert.as_os_str()),
+            ("TLSPOOL_TEST_CA_CERT", f.ca_cert_path.as_os_str()),
+        ],
+    );
+}
+
+/// Runs the ignored test `name` of this test binary in a child process with `env` added to its
+/// environment, and fails unless it ran and passed.
+fn run_child_test(name: &str, env: &[(&str, &std::ffi::OsStr)]) {
     let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "tls::tests::pkcs11_handshake_child",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env("SOFTHSM2_CONF", &conf)
-        .env("TLSPOOL_TEST_TOKEN_CERT", &cert)
-        .env("TLSPOOL_TEST_CA_CERT", &f.ca_cert_path)
+        .args(["--exact", name, "--ignored", "--nocapture"])
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
