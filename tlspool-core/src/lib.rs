@@ -22,6 +22,7 @@
 pub mod config;
 pub mod db;
 pub mod logging;
+pub mod relay;
 pub mod tls;
 
 pub use config::{

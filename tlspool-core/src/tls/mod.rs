@@ -84,4 +84,4 @@ pub use session::{
 };
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

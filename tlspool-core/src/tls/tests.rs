@@ -15,17 +15,17 @@ use super::*;
 mod certgen;
 
 const TLS12: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.2";
-const TLS13: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.3";
+pub(crate) const TLS13: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.3";
 const SOFTHSM_MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
 /// A certificate with its key, as PEM.
-struct Identity {
+pub(crate) struct Identity {
     cert_pem: Vec<u8>,
     key_pem: Vec<u8>,
 }
 
 impl Identity {
-    fn credentials(&self, anchors: &[u8]) -> Credentials {
+    pub(crate) fn credentials(&self, anchors: &[u8]) -> Credentials {
         Credentials::builder()
             .certificate_chain(&self.cert_pem, Encoding::Pem)
             .private_key(PrivateKeySource::Memory {
@@ -43,13 +43,13 @@ impl Identity {
 }
 
 /// Certificates shared by all tests of one run.
-struct Fixture {
+pub(crate) struct Fixture {
     _dir: tempfile::TempDir,
-    ca_pem: Vec<u8>,
+    pub(crate) ca_pem: Vec<u8>,
     ca_key_path: PathBuf,
     ca_cert_path: PathBuf,
     rsa_server: Identity,
-    ecdsa_server: Identity,
+    pub(crate) ecdsa_server: Identity,
     other_server: Identity,
     client: Identity,
     untrusted_server: Identity,
@@ -162,7 +162,7 @@ fn server_template(name: &str) -> String {
     )
 }
 
-fn fixture() -> &'static Fixture {
+pub(crate) fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -193,11 +193,15 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-fn client_session(priority: &str, sni: Option<&str>, credentials: &Credentials) -> Session {
+pub(crate) fn client_session(
+    priority: &str,
+    sni: Option<&str>,
+    credentials: &Credentials,
+) -> Session {
     Session::new(client_config(priority, sni), credentials).expect("client session created")
 }
 
-fn server_session(
+pub(crate) fn server_session(
     priority: &str,
     client_cert: ClientCertificate,
     credentials: &Credentials,
@@ -223,7 +227,7 @@ fn anchors() -> TrustAnchors {
     TrustAnchors::from_certificates(&fixture().ca_pem, Encoding::Pem).expect("CA parses")
 }
 
-fn anonymous_client() -> Credentials {
+pub(crate) fn anonymous_client() -> Credentials {
     Credentials::builder()
         .trust_anchors(&fixture().ca_pem, Encoding::Pem)
         .build()

@@ -1,0 +1,92 @@
+//! Errors of the handshake driver and the relay, each naming the failing call and the
+//! descriptor it failed on.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use crate::tls::TlsError;
+
+/// Which of the two descriptors of a session an event or error concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DescriptorRole {
+    /// The socket to the TLS peer, which carries ciphertext.
+    Cipher,
+    /// The socket to the local application, which carries plaintext.
+    Plaintext,
+}
+
+impl fmt::Display for DescriptorRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Cipher => "cipher",
+            Self::Plaintext => "plaintext",
+        })
+    }
+}
+
+/// Error of [`drive_handshake`](super::drive_handshake) or [`run`](super::run).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// Preparing a descriptor failed: switching it to non-blocking mode, registering it with the
+    /// event loop (epoll rejects regular files, for example) or querying its socket type.
+    #[error("setting up the {role} descriptor failed in {call}: {source}")]
+    Setup {
+        /// The descriptor that was being set up.
+        role: DescriptorRole,
+        /// The system call that failed, such as `epoll_ctl`.
+        call: &'static str,
+        /// The error the call returned.
+        source: io::Error,
+    },
+    /// A descriptor is not a stream socket, so it has no `shutdown` for half-closing.
+    #[error("the {role} descriptor is not a stream socket")]
+    NotStreamSocket {
+        /// The descriptor that was rejected.
+        role: DescriptorRole,
+    },
+    /// A system call on a descriptor failed while relaying or handshaking.
+    #[error("{call} on the {role} descriptor failed: {source}")]
+    Io {
+        /// The descriptor the call was made on.
+        role: DescriptorRole,
+        /// The system call that failed (`recv`, `send` or `shutdown`).
+        call: &'static str,
+        /// The error the call returned.
+        source: io::Error,
+    },
+    /// The TLS session failed: a fatal alert, a record that does not decrypt, a truncated
+    /// connection, or a failed handshake.
+    #[error("{call} failed: {source}")]
+    Tls {
+        /// The session method that failed, such as `read_plaintext`.
+        call: &'static str,
+        /// The TLS engine's error.
+        source: TlsError,
+    },
+    /// The TLS peer closed the connection before the handshake completed.
+    #[error("the TLS peer closed the connection during the handshake")]
+    ClosedDuringHandshake,
+    /// The handshake did not complete within the timeout.
+    #[error("the TLS handshake timed out after {} ms", .timeout.as_millis())]
+    HandshakeTimedOut {
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+}
+
+impl RelayError {
+    /// Returns the descriptor the error concerns, or `None` for errors of the TLS session.
+    pub fn role(&self) -> Option<DescriptorRole> {
+        match self {
+            Self::Setup { role, .. } | Self::NotStreamSocket { role } | Self::Io { role, .. } => {
+                Some(*role)
+            }
+            Self::ClosedDuringHandshake | Self::HandshakeTimedOut { .. } => {
+                Some(DescriptorRole::Cipher)
+            }
+            Self::Tls { .. } => None,
+        }
+    }
+}

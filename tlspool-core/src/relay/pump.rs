@@ -1,0 +1,310 @@
+//! The relay's I/O loop: takes the steps [`RelayState`] allows, waits for the readiness it
+//! requests, and applies the result.
+
+use std::os::fd::OwnedFd;
+
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::error::{DescriptorRole, RelayError};
+use super::handshake::{CIPHER_READ_SIZE, flush_ciphertext};
+use super::socket::StreamSocket;
+use super::state::{Levels, RelayState, Step, Wants};
+use super::{LINGER_TIMEOUT, RelayEnd, RelayOutcome};
+use crate::logging::TARGET_COPYCAT;
+use crate::tls::{MAX_RECORD_PLAINTEXT, ReadOutcome, Session, TlsError};
+
+/// The result of one wait for readiness.
+#[derive(Debug)]
+enum Event {
+    Stop,
+    CipherSent(usize),
+    PlaintextSent(usize),
+    CipherReceived(usize),
+    PlaintextReceived(usize),
+    HungUp(DescriptorRole),
+}
+
+/// One relayed session with everything it owns; dropping it frees the GnuTLS session, then
+/// deregisters and closes both sockets (fields drop in declaration order).
+pub(super) struct Relay {
+    session: Session,
+    cipher: StreamSocket,
+    plaintext: StreamSocket,
+    state: RelayState,
+    /// Plaintext read from the application, encrypted before the next read.
+    plaintext_in: Box<[u8]>,
+    /// Ciphertext read from the TLS peer, fed to the session before the next read.
+    cipher_in: Box<[u8]>,
+    /// One decrypted record; `out_start..out_end` is still to be sent to the application.
+    plaintext_out: Box<[u8]>,
+    out_start: usize,
+    out_end: usize,
+    plaintext_to_tls: u64,
+    tls_to_plaintext: u64,
+    peak_buffered: usize,
+}
+
+impl Relay {
+    /// Prepares both descriptors; on failure, the descriptors are closed when they drop.
+    pub(super) fn new(
+        session: Session,
+        cipher: OwnedFd,
+        plaintext: OwnedFd,
+    ) -> Result<Self, RelayError> {
+        let cipher = StreamSocket::new(cipher, DescriptorRole::Cipher)?;
+        let plaintext = StreamSocket::new(plaintext, DescriptorRole::Plaintext)?;
+        Ok(Self {
+            session,
+            cipher,
+            plaintext,
+            state: RelayState::default(),
+            plaintext_in: vec![0; MAX_RECORD_PLAINTEXT].into_boxed_slice(),
+            cipher_in: vec![0; CIPHER_READ_SIZE].into_boxed_slice(),
+            plaintext_out: vec![0; MAX_RECORD_PLAINTEXT].into_boxed_slice(),
+            out_start: 0,
+            out_end: 0,
+            plaintext_to_tls: 0,
+            tls_to_plaintext: 0,
+            peak_buffered: 0,
+        })
+    }
+
+    /// Relays until both directions are closed, a descriptor hangs up or fails, the session
+    /// fails or `stop` is cancelled. Then it flushes pending ciphertext and frees everything.
+    pub(super) async fn run(mut self, stop: &CancellationToken) -> RelayOutcome {
+        debug!(
+            target: TARGET_COPYCAT,
+            cipher_fd = self.cipher.raw_fd(),
+            plaintext_fd = self.plaintext.raw_fd(),
+            "relay started"
+        );
+        let end = self.relay(stop).await.unwrap_or_else(RelayEnd::Failed);
+        self.linger(&end).await;
+
+        debug!(
+            target: TARGET_COPYCAT,
+            cipher_fd = self.cipher.raw_fd(),
+            plaintext_fd = self.plaintext.raw_fd(),
+            plaintext_to_tls = self.plaintext_to_tls,
+            tls_to_plaintext = self.tls_to_plaintext,
+            ?end,
+            "relay ended"
+        );
+        RelayOutcome {
+            plaintext_to_tls: self.plaintext_to_tls,
+            tls_to_plaintext: self.tls_to_plaintext,
+            peak_buffered: self.peak_buffered,
+            end,
+        }
+    }
+
+    async fn relay(&mut self, stop: &CancellationToken) -> Result<RelayEnd, RelayError> {
+        loop {
+            self.take_steps()?;
+            if self.state.is_finished() {
+                return Ok(RelayEnd::Closed);
+            }
+
+            let wants = self.state.wants(self.levels());
+            debug_assert!(wants.any(), "relay waits for nothing in {:?}", self.state);
+            match self.next_event(wants, stop).await? {
+                Event::Stop => return Ok(RelayEnd::Stopped),
+                Event::HungUp(role) => return Ok(RelayEnd::HungUp(role)),
+                event => self.apply(event)?,
+            }
+            self.record_peak();
+        }
+    }
+
+    /// Waits for the first of the wanted readiness events or the stop signal.
+    ///
+    /// Each branch makes its system call inside `poll`, so the branches that lose the race
+    /// have moved no bytes when they are dropped.
+    async fn next_event(
+        &mut self,
+        wants: Wants,
+        stop: &CancellationToken,
+    ) -> Result<Event, RelayError> {
+        let Self {
+            session,
+            cipher,
+            plaintext,
+            cipher_in,
+            plaintext_in,
+            plaintext_out,
+            out_start,
+            out_end,
+            ..
+        } = self;
+        let unsent = &plaintext_out[*out_start..*out_end];
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => Ok(Event::Stop),
+            sent = cipher.send(session.pending_ciphertext()), if wants.cipher_write => {
+                sent.map(Event::CipherSent)
+            }
+            sent = plaintext.send(unsent), if wants.plaintext_write => {
+                sent.map(Event::PlaintextSent)
+            }
+            received = cipher.recv(cipher_in), if wants.cipher_read => {
+                received.map(Event::CipherReceived)
+            }
+            received = plaintext.recv(plaintext_in), if wants.plaintext_read => {
+                received.map(Event::PlaintextReceived)
+            }
+            closed = cipher.hung_up(), if wants.cipher_hangup => {
+                closed.map(|()| Event::HungUp(DescriptorRole::Cipher))
+            }
+            closed = plaintext.hung_up(), if wants.plaintext_hangup => {
+                closed.map(|()| Event::HungUp(DescriptorRole::Plaintext))
+            }
+        }
+    }
+
+    fn apply(&mut self, event: Event) -> Result<(), RelayError> {
+        match event {
+            Event::CipherSent(n) => self.session.consume(n),
+            Event::PlaintextSent(n) => {
+                self.out_start += n;
+                self.tls_to_plaintext += n as u64;
+            }
+            Event::CipherReceived(0) => {
+                debug!(target: TARGET_COPYCAT, fd = self.cipher.raw_fd(), "cipher side reached end of file");
+                self.state.cipher_eof = true;
+                self.state.needs_ciphertext = false;
+                self.session.feed_eof();
+            }
+            Event::CipherReceived(n) => {
+                self.session.feed_ciphertext(&self.cipher_in[..n]);
+                self.state.needs_ciphertext = false;
+            }
+            Event::PlaintextReceived(0) => self.queue_close_notify()?,
+            Event::PlaintextReceived(n) => self.encrypt(n)?,
+            Event::Stop | Event::HungUp(_) => {}
+        }
+        Ok(())
+    }
+
+    fn take_steps(&mut self) -> Result<(), RelayError> {
+        while let Some(step) = self.state.next_step(self.levels()) {
+            match step {
+                Step::Decrypt => self.decrypt()?,
+                Step::ShutdownPlaintextWrite => {
+                    self.plaintext.shutdown_write()?;
+                    self.state.plaintext_write_shut = true;
+                    debug!(
+                        target: TARGET_COPYCAT,
+                        fd = self.plaintext.raw_fd(),
+                        "peer sent close_notify, plaintext write side shut down"
+                    );
+                }
+                Step::ShutdownCipherWrite => {
+                    self.cipher.shutdown_write()?;
+                    self.state.cipher_write_shut = true;
+                    debug!(
+                        target: TARGET_COPYCAT,
+                        fd = self.cipher.raw_fd(),
+                        "close_notify sent, cipher write side shut down"
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Decrypts the next record into `plaintext_out`, from plaintext already decrypted inside
+    /// GnuTLS or from the fed ciphertext.
+    fn decrypt(&mut self) -> Result<(), RelayError> {
+        let tls_error = |source| RelayError::Tls {
+            call: "read_plaintext",
+            source,
+        };
+        match self.session.read_plaintext(&mut self.plaintext_out) {
+            Ok(ReadOutcome::Data(n)) => {
+                self.out_start = 0;
+                self.out_end = n;
+            }
+            Ok(ReadOutcome::WantRead) if self.state.cipher_eof => {
+                return Err(tls_error(TlsError::PrematureTermination));
+            }
+            Ok(ReadOutcome::WantRead) => self.state.needs_ciphertext = true,
+            Ok(ReadOutcome::CloseNotify) => self.state.close_notify_received = true,
+            Err(TlsError::AlertReceived { alert, fatal, .. }) if !fatal => {
+                debug!(target: TARGET_COPYCAT, %alert, "peer sent a warning alert");
+            }
+            // NOTE: renegotiation is not run by the engine, so a peer's request for it ends the
+            // session as any other TLS error does.
+            Err(source) => return Err(tls_error(source)),
+        }
+        Ok(())
+    }
+
+    /// Encrypts the `n` bytes just read from the application; `n` is at most one record.
+    fn encrypt(&mut self, n: usize) -> Result<(), RelayError> {
+        let mut done = 0;
+        while done < n {
+            done += self
+                .session
+                .write_plaintext(&self.plaintext_in[done..n])
+                .map_err(|source| RelayError::Tls {
+                    call: "write_plaintext",
+                    source,
+                })?;
+        }
+        self.plaintext_to_tls += n as u64;
+        Ok(())
+    }
+
+    fn queue_close_notify(&mut self) -> Result<(), RelayError> {
+        self.state.plaintext_eof = true;
+        self.session
+            .send_close_notify()
+            .map_err(|source| RelayError::Tls {
+                call: "send_close_notify",
+                source,
+            })?;
+        debug!(
+            target: TARGET_COPYCAT,
+            fd = self.plaintext.raw_fd(),
+            "plaintext side reached end of file, close_notify queued"
+        );
+        Ok(())
+    }
+
+    /// Sends the ciphertext still pending (close_notify, records encrypted before a stop or a
+    /// hang-up), for at most [`LINGER_TIMEOUT`]. This replaces `SO_LINGER`, which would block
+    /// the worker thread in `close`.
+    async fn linger(&mut self, end: &RelayEnd) {
+        let cipher_failed = matches!(end, RelayEnd::Failed(e) if e.role() == Some(DescriptorRole::Cipher))
+            || matches!(end, RelayEnd::HungUp(DescriptorRole::Cipher));
+        let pending = self.session.pending_ciphertext().len();
+        if cipher_failed || self.state.cipher_write_shut || pending == 0 {
+            return;
+        }
+        let flush = flush_ciphertext(&mut self.session, &self.cipher);
+        let result = tokio::time::timeout(LINGER_TIMEOUT, flush).await;
+        let unsent = self.session.pending_ciphertext().len();
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => debug!(target: TARGET_COPYCAT, %error, unsent, "final flush failed"),
+            Err(_) => debug!(target: TARGET_COPYCAT, unsent, "final flush timed out"),
+        }
+    }
+
+    fn levels(&self) -> Levels {
+        Levels {
+            pending_ciphertext: self.session.pending_ciphertext().len(),
+            pending_plaintext_out: self.out_end - self.out_start,
+        }
+    }
+
+    /// Records the bytes buffered beyond the fixed read buffers.
+    fn record_peak(&mut self) {
+        let buffered = self.session.buffered_ciphertext()
+            + self.session.pending_ciphertext().len()
+            + self.session.pending_plaintext()
+            + (self.out_end - self.out_start);
+        self.peak_buffered = self.peak_buffered.max(buffered);
+    }
+}

@@ -1,0 +1,182 @@
+//! Non-blocking stream sockets registered with the tokio reactor: the readiness-driven `recv`,
+//! `send` and `shutdown` the handshake driver and the relay use, and the public
+//! [`CipherSocket`] handshakes run on.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags, Shutdown, SocketType};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{Interest, Ready};
+
+use super::error::{DescriptorRole, RelayError};
+
+/// A non-blocking stream socket registered with the reactor of the current tokio runtime.
+///
+/// Each call first tries the system call, and waits for readiness only when it returns
+/// `EAGAIN`. The reactor's cached readiness may be stale (see [`Self::hung_up`]), so the system
+/// call, not the cache, decides whether an operation would block.
+#[derive(Debug)]
+pub(super) struct StreamSocket {
+    fd: AsyncFd<OwnedFd>,
+    role: DescriptorRole,
+}
+
+impl StreamSocket {
+    /// Switches `fd` to non-blocking mode, registers it with the reactor and checks that it is
+    /// a stream socket.
+    ///
+    /// Must run inside a tokio runtime with I/O enabled.
+    pub(super) fn new(fd: OwnedFd, role: DescriptorRole) -> Result<Self, RelayError> {
+        let setup = |call, source: Errno| RelayError::Setup {
+            role,
+            call,
+            source: source.into(),
+        };
+        rustix::io::ioctl_fionbio(&fd, true).map_err(|e| setup("ioctl(FIONBIO)", e))?;
+        let fd = register(fd).map_err(|source| RelayError::Setup {
+            role,
+            call: "epoll_ctl",
+            source,
+        })?;
+        match rustix::net::sockopt::socket_type(fd.get_ref()) {
+            Ok(SocketType::STREAM) => Ok(Self { fd, role }),
+            Ok(_) | Err(Errno::NOTSOCK) => Err(RelayError::NotStreamSocket { role }),
+            Err(e) => Err(setup("getsockopt(SO_TYPE)", e)),
+        }
+    }
+
+    /// Returns the descriptor number, for logs.
+    pub(super) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// Deregisters the socket from the reactor and returns the descriptor, still non-blocking.
+    pub(super) fn into_fd(self) -> OwnedFd {
+        self.fd.into_inner()
+    }
+
+    /// Receives into `buf`, waiting until data or end of file arrives; `Ok(0)` is end of file.
+    pub(super) async fn recv(&self, buf: &mut [u8]) -> Result<usize, RelayError> {
+        loop {
+            match rustix::net::recv(self.fd.get_ref(), &mut *buf, RecvFlags::empty()) {
+                Ok((n, _)) => return Ok(n),
+                Err(Errno::AGAIN) => self.wait(Interest::READABLE, "recv").await?,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(self.io_error("recv", e.into())),
+            }
+        }
+    }
+
+    /// Sends from `buf`, waiting until the socket accepts at least one byte; returns the count.
+    ///
+    /// `MSG_NOSIGNAL` turns a write to a closed peer into `EPIPE` instead of `SIGPIPE`.
+    pub(super) async fn send(&self, buf: &[u8]) -> Result<usize, RelayError> {
+        loop {
+            match rustix::net::send(self.fd.get_ref(), buf, SendFlags::NOSIGNAL) {
+                Ok(n) => return Ok(n),
+                Err(Errno::AGAIN) => self.wait(Interest::WRITABLE, "send").await?,
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(self.io_error("send", e.into())),
+            }
+        }
+    }
+
+    /// Shuts down the write direction, so the peer reads end of file.
+    pub(super) fn shutdown_write(&self) -> Result<(), RelayError> {
+        rustix::net::shutdown(self.fd.get_ref(), Shutdown::Write)
+            .map_err(|e| self.io_error("shutdown", e.into()))
+    }
+
+    /// Completes when the reactor reports that the socket can no longer be written to: the peer
+    /// closed both directions (`EPOLLHUP`) or the connection failed (`EPOLLERR`).
+    ///
+    /// Readiness that reports plain writability is cleared, so this waits for the next event of
+    /// the socket. That is safe for [`Self::send`] because it tries the system call before it
+    /// consults the reactor.
+    pub(super) async fn hung_up(&self) -> Result<(), RelayError> {
+        loop {
+            let mut guard = self
+                .fd
+                .ready(Interest::WRITABLE)
+                .await
+                .map_err(|e| self.io_error("epoll_wait", e))?;
+            if guard.ready().is_write_closed() {
+                return Ok(());
+            }
+            guard.clear_ready_matching(Ready::WRITABLE);
+        }
+    }
+
+    /// Waits until the reactor reports `interest`, then clears that readiness so the caller's
+    /// next `EAGAIN` waits for a fresh event.
+    async fn wait(&self, interest: Interest, call: &'static str) -> Result<(), RelayError> {
+        let mut guard = self
+            .fd
+            .ready(interest)
+            .await
+            .map_err(|e| self.io_error(call, e))?;
+        let ready = guard.ready();
+        let closed = if interest.is_readable() {
+            ready.is_read_closed()
+        } else {
+            ready.is_write_closed()
+        };
+        // A closed direction stays reported: the next system call returns end of file or the
+        // error, so keeping it cannot spin.
+        if !closed {
+            guard.clear_ready();
+        }
+        Ok(())
+    }
+
+    fn io_error(&self, call: &'static str, source: io::Error) -> RelayError {
+        RelayError::Io {
+            role: self.role,
+            call,
+            source,
+        }
+    }
+}
+
+/// Registers `fd` with the reactor of the current runtime for reading and writing.
+#[expect(
+    unsafe_code,
+    reason = "tokio's registration requires the caller to keep the descriptor open"
+)]
+fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: an `OwnedFd` stays open and returns the same number from `as_raw_fd` until it is
+    // dropped, and `StreamSocket` never replaces it, so the descriptor outlives the
+    // registration, which `AsyncFd` removes before it drops or returns the `OwnedFd`.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
+        .map_err(|e| e.into_parts().1)
+}
+
+/// The socket to the TLS peer, prepared for [`drive_handshake`](super::drive_handshake).
+///
+/// [`CipherSocket::into_fd`] hands the descriptor back for [`run`](super::run).
+#[derive(Debug)]
+pub struct CipherSocket {
+    pub(super) socket: StreamSocket,
+}
+
+impl CipherSocket {
+    /// Switches `fd` to non-blocking mode and registers it with the reactor of the current tokio
+    /// runtime.
+    ///
+    /// # Errors
+    /// [`RelayError::Setup`] when a system call fails (epoll rejects regular files) and
+    /// [`RelayError::NotStreamSocket`] for anything but a stream socket.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime with I/O enabled.
+    pub fn new(fd: OwnedFd) -> Result<Self, RelayError> {
+        StreamSocket::new(fd, DescriptorRole::Cipher).map(|socket| Self { socket })
+    }
+
+    /// Deregisters the socket and returns the descriptor, which stays in non-blocking mode.
+    pub fn into_fd(self) -> OwnedFd {
+        self.socket.into_fd()
+    }
+}
