@@ -121,6 +121,15 @@ impl Tunnel {
         }
     }
 
+    /// Sends four bytes from the client application to the server's, which proves both relays
+    /// are running.
+    async fn ping(&mut self) {
+        self.client_app.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        self.server_app.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+    }
+
     /// Waits for both relays, checks that their descriptors are closed and returns the
     /// client's and the server's outcome.
     async fn finish(
@@ -476,15 +485,8 @@ async fn handshake_fails_when_peer_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_signal_ends_both_relays() {
-    let tunnel = Tunnel::start();
-    let mut client_app = tunnel.client_app;
-    let mut server_app = tunnel.server_app;
-
-    // One round trip proves the relays run before the stop.
-    client_app.write_all(b"ping").await.unwrap();
-    let mut buf = [0u8; 4];
-    server_app.read_exact(&mut buf).await.unwrap();
-    assert_eq!(&buf, b"ping");
+    let mut tunnel = Tunnel::start();
+    tunnel.ping().await;
     tunnel.stop.cancel();
 
     let (client, server) =
@@ -493,17 +495,14 @@ async fn stop_signal_ends_both_relays() {
     assert!(matches!(server.end, RelayEnd::Stopped), "{server:?}");
     assert_eq!(client.plaintext_to_tls, 4);
     assert_eq!(server.tls_to_plaintext, 4);
-    assert_eq!(client_app.read(&mut buf).await.unwrap(), 0);
+    let mut buf = [0u8; 4];
+    assert_eq!(tunnel.client_app.read(&mut buf).await.unwrap(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_relay_future_closes_descriptors() {
-    let tunnel = Tunnel::start();
-    let mut client_app = tunnel.client_app;
-    let mut server_app = tunnel.server_app;
-    client_app.write_all(b"ping").await.unwrap();
-    let mut buf = [0u8; 4];
-    server_app.read_exact(&mut buf).await.unwrap();
+    let mut tunnel = Tunnel::start();
+    tunnel.ping().await;
 
     tunnel.client_relay.abort();
     tunnel.server_relay.abort();
