@@ -23,8 +23,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "building binaries for the integration tests"
 cargo build --workspace --bins --locked
 
-step "tests"
-cargo test --workspace --locked --no-fail-fast
+step "tests (in a private network namespace with only loopback)"
+bash scripts/netns-run.sh cargo test --workspace --locked --no-fail-fast
 
 step "docs"
 RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --no-deps --locked --quiet
