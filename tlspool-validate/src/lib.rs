@@ -56,5 +56,7 @@
 
 mod error;
 pub mod valexp;
+pub mod x509;
 
 pub use error::ValexpError;
+pub use x509::ValidateError;

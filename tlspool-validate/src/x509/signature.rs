@@ -1,0 +1,140 @@
+//! Verification of the signature on one link of a path: a certificate signed by the key of
+//! its issuer (RFC 5280 section 6.1.3 (a)(1)), with `ring`.
+//!
+//! Supported: RSA PKCS#1 v1.5 with SHA-256, SHA-384 and SHA-512 (RFC 4055), RSASSA-PSS with
+//! SHA-256, SHA-384 and SHA-512 where MGF1 uses the same hash and the salt is as long as the
+//! hash (RFC 4055 section 3.1), ECDSA P-256 and P-384 with SHA-256 and SHA-384 (RFC 5758) and
+//! Ed25519 (RFC 8410). RSA keys must have 2048 to 8192 bits. SHA-1 signatures are rejected.
+
+use der::asn1::ObjectIdentifier;
+use der::{Decode, Sequence};
+use ring::signature::{self, VerificationAlgorithm};
+use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoRef};
+
+use super::{Certificate, ValidateError};
+
+const RSA_ENCRYPTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+const RSASSA_PSS: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.10");
+const SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
+const SHA384_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.12");
+const SHA512_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.13");
+const MGF1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.8");
+const SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.1");
+const SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
+const SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
+const EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+const ECDSA_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+const ECDSA_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+
+/// RSASSA-PSS-params of RFC 4055 section 3.1. The defaults (SHA-1) are not supported, so
+/// absent fields reject the algorithm rather than take their default.
+#[derive(Sequence)]
+struct PssParams {
+    #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
+    hash: Option<AlgorithmIdentifierOwned>,
+    #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
+    mask_gen: Option<AlgorithmIdentifierOwned>,
+    #[asn1(context_specific = "2", tag_mode = "EXPLICIT", optional = "true")]
+    salt_length: Option<u32>,
+    #[asn1(context_specific = "3", tag_mode = "EXPLICIT", optional = "true")]
+    trailer_field: Option<u32>,
+}
+
+/// Verifies the signature of `cert` with the public key in `issuer_spki` (the DER
+/// SubjectPublicKeyInfo of the issuer).
+///
+/// # Errors
+///
+/// [`ValidateError::UnsupportedAlgorithm`] for an algorithm outside the supported list or a
+/// key type that does not fit it, [`ValidateError::BadSignature`] (naming `issuer`) when the
+/// signature does not verify.
+pub(crate) fn verify_signature(
+    cert: &Certificate,
+    issuer_spki: &[u8],
+    issuer: &str,
+) -> Result<(), ValidateError> {
+    let unsupported = |algorithm: String| ValidateError::UnsupportedAlgorithm {
+        subject: cert.subject().to_owned(),
+        algorithm,
+    };
+    let algorithm = AlgorithmIdentifierOwned::from_der(cert.signature_algorithm_der())
+        .map_err(|e| unsupported(format!("(undecodable: {e})")))?;
+    let spki = SubjectPublicKeyInfoRef::from_der(issuer_spki)
+        .map_err(|e| unsupported(format!("(undecodable issuer key: {e})")))?;
+    let key_algorithm = spki.algorithm.oid;
+    let curve = spki
+        .algorithm
+        .parameters
+        .and_then(|any| any.decode_as::<ObjectIdentifier>().ok());
+
+    let verifier = choose_verifier(&algorithm, key_algorithm, curve).ok_or_else(|| {
+        let curve = curve.map(|c| format!(" on curve {c}")).unwrap_or_default();
+        unsupported(format!(
+            "{} with an issuer key of type {key_algorithm}{curve}",
+            algorithm.oid
+        ))
+    })?;
+    let key = signature::UnparsedPublicKey::new(verifier, spki.subject_public_key.raw_bytes());
+    key.verify(cert.tbs_der(), cert.signature())
+        .map_err(|_| ValidateError::BadSignature {
+            subject: cert.subject().to_owned(),
+            issuer: issuer.to_owned(),
+        })
+}
+
+/// Picks the `ring` algorithm for a signature algorithm and an issuer key type, or `None`
+/// when the pair is not supported.
+fn choose_verifier(
+    algorithm: &AlgorithmIdentifierOwned,
+    key_algorithm: ObjectIdentifier,
+    curve: Option<ObjectIdentifier>,
+) -> Option<&'static dyn VerificationAlgorithm> {
+    let is_rsa_key = key_algorithm == RSA_ENCRYPTION || key_algorithm == RSASSA_PSS;
+    let ec_curve = (key_algorithm == EC_PUBLIC_KEY).then_some(curve).flatten();
+    let verifier: &'static dyn VerificationAlgorithm = match algorithm.oid {
+        SHA256_WITH_RSA if is_rsa_key => &signature::RSA_PKCS1_2048_8192_SHA256,
+        SHA384_WITH_RSA if is_rsa_key => &signature::RSA_PKCS1_2048_8192_SHA384,
+        SHA512_WITH_RSA if is_rsa_key => &signature::RSA_PKCS1_2048_8192_SHA512,
+        RSASSA_PSS if is_rsa_key => match pss_hash(algorithm)? {
+            SHA256 => &signature::RSA_PSS_2048_8192_SHA256,
+            SHA384 => &signature::RSA_PSS_2048_8192_SHA384,
+            _ => &signature::RSA_PSS_2048_8192_SHA512,
+        },
+        ECDSA_SHA256 => match ec_curve? {
+            P256 => &signature::ECDSA_P256_SHA256_ASN1,
+            P384 => &signature::ECDSA_P384_SHA256_ASN1,
+            _ => return None,
+        },
+        ECDSA_SHA384 => match ec_curve? {
+            P256 => &signature::ECDSA_P256_SHA384_ASN1,
+            P384 => &signature::ECDSA_P384_SHA384_ASN1,
+            _ => return None,
+        },
+        ED25519 if key_algorithm == ED25519 => &signature::ED25519,
+        _ => return None,
+    };
+    Some(verifier)
+}
+
+/// Returns the hash of RSASSA-PSS parameters that `ring` verifies: SHA-256, SHA-384 or
+/// SHA-512, MGF1 with the same hash, a salt as long as the hash and trailer field 1.
+fn pss_hash(algorithm: &AlgorithmIdentifierOwned) -> Option<ObjectIdentifier> {
+    let params: PssParams = algorithm.parameters.as_ref()?.decode_as().ok()?;
+    let hash = params.hash?.oid;
+    let salt_length = match hash {
+        SHA256 => 32,
+        SHA384 => 48,
+        SHA512 => 64,
+        _ => return None,
+    };
+    let mask_gen = params.mask_gen?;
+    let mask_hash: AlgorithmIdentifierOwned = mask_gen.parameters?.decode_as().ok()?;
+    let matches = mask_gen.oid == MGF1
+        && mask_hash.oid == hash
+        && params.salt_length == Some(salt_length)
+        && params.trailer_field.unwrap_or(1) == 1;
+    matches.then_some(hash)
+}
