@@ -14,6 +14,7 @@
 
 mod config;
 mod db;
+mod dev_init;
 mod disclose;
 mod flags;
 mod localid;
@@ -28,6 +29,7 @@ use argh::FromArgs;
 use tlspool_core::db::{DbEnv, OpenMode};
 
 pub use db::DbArgs;
+pub use dev_init::DevInitArgs;
 pub use disclose::DiscloseArgs;
 pub use localid::LocalIdArgs;
 pub use trust::TrustArgs;
@@ -60,7 +62,8 @@ pub enum Command {
     Trust(TrustArgs),
     /// Whole databases: create, export and import.
     Db(DbArgs),
-    // The `dev-init` subcommand (a development setup) gets its own variant and module here.
+    /// A development setup: token, test CA, certificates, databases and configuration.
+    DevInit(DevInitArgs),
 }
 
 /// Runs one `tlspool-admin` command, writing its output to `out`.
@@ -70,12 +73,17 @@ pub enum Command {
 /// Any failure, with the step that failed as context; the binary prints it and exits with
 /// status 1.
 pub fn run(args: &AdminArgs, out: &mut dyn Write) -> anyhow::Result<()> {
+    // dev-init writes the configuration file instead of reading one.
+    if let Command::DevInit(cmd) = &args.command {
+        return dev_init::run(cmd, out);
+    }
     let settings = config::DbSettings::load(&args.config)?;
     match &args.command {
         Command::LocalId(cmd) => localid::run(&settings, cmd, out),
         Command::Disclose(cmd) => disclose::run(&settings, cmd, out),
         Command::Trust(cmd) => trust::run(&settings, cmd, out),
         Command::Db(cmd) => db::run(&settings, cmd, out),
+        Command::DevInit(_) => unreachable!("dev-init returned above"),
     }
 }
 
