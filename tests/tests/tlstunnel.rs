@@ -1,0 +1,739 @@
+//! The built `tlstunnel` binary: its command line and exit statuses, chat preludes in client
+//! and server mode against scripted plaintext peers on loopback, the external chat program,
+//! the connection limit, the drain on SIGTERM, and `--daemon` with `--pidfile`.
+//!
+//! No TLS Pool daemon runs here (`-S` names a socket that does not exist), so every
+//! connection ends where STARTTLS would begin. The tests check the bytes exchanged up to that
+//! point, and that the tunnel closes both sides and keeps serving.
+
+use std::io::{BufRead as _, BufReader, ErrorKind, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+use tlspool_tests::bin_path;
+
+/// Upper bound for any single step, so a hang fails the test instead of blocking it.
+const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Interval between polls of a condition.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A running `tlstunnel` whose standard error is collected; it is killed when dropped.
+struct Tunnel {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    _directory: TempDir,
+}
+
+impl Tunnel {
+    /// Starts `tlstunnel` with `args` and waits until it logs that every one of its
+    /// `listeners` addresses is bound.
+    fn start(args: &[&str], listeners: usize) -> Self {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let pool_socket = directory.path().join("no-daemon.sock");
+        // The socket option goes right after the mode, before any `--`.
+        let mut child = Command::new(bin_path("tlstunnel"))
+            .args(&args[..1])
+            .args(["-S", path_str(&pool_socket)])
+            .args(&args[1..])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start tlstunnel");
+
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let collected = Arc::clone(&log);
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = collected.lock().unwrap_or_else(PoisonError::into_inner);
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+
+        let tunnel = Self {
+            child,
+            log,
+            _directory: directory,
+        };
+        tunnel.wait_for_log("listening", listeners);
+        tunnel
+    }
+
+    fn log(&self) -> String {
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until `needle` occurs `count` times in the log.
+    fn wait_for_log(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while self.log().matches(needle).count() < count {
+            assert!(
+                Instant::now() < deadline,
+                "tlstunnel did not log {needle:?} {count} times; log:\n{}",
+                self.log()
+            );
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([name, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill {name} failed");
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("poll tlstunnel") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// Returns a loopback address with a port that was free a moment ago.
+fn free_address() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").to_string()
+}
+
+/// Binds the listener of a scripted plaintext peer on loopback and returns it with its
+/// address.
+fn scripted_peer() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the scripted peer");
+    let address = listener.local_addr().expect("local address").to_string();
+    (listener, address)
+}
+
+/// Runs `tlstunnel` with `args` to completion.
+fn run(args: &[&str]) -> Output {
+    Command::new(bin_path("tlstunnel"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tlstunnel")
+}
+
+/// Runs `tlstunnel` with standard error in a file under `directory`, because a background
+/// copy keeps it open after the starter exits, and returns the starter's status and log.
+fn run_logged(args: &[&str], directory: &Path) -> (ExitStatus, String) {
+    let log_path = directory.join("stderr.log");
+    let log = std::fs::File::create(&log_path).expect("create the log file");
+    let status = Command::new(bin_path("tlstunnel"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .status()
+        .expect("run tlstunnel");
+    let stderr = std::fs::read_to_string(&log_path).expect("read the log file");
+    (status, stderr)
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Reads until `expected.len()` bytes arrived and checks they are exactly `expected`.
+fn expect_bytes(stream: &mut impl std::io::Read, expected: &[u8]) {
+    let mut received = vec![0u8; expected.len()];
+    stream
+        .read_exact(&mut received)
+        .expect("read from tlstunnel");
+    assert_eq!(
+        String::from_utf8_lossy(&received),
+        String::from_utf8_lossy(expected)
+    );
+}
+
+/// Checks that the peer closes the connection without sending anything more. A reset counts
+/// as a close, because the tunnel closes with input unread when a chat fails.
+fn expect_end(stream: &mut impl std::io::Read) {
+    let mut rest = Vec::new();
+    let mut buffer = [0u8; 256];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => rest.extend_from_slice(&buffer[..count]),
+            Err(error) if error.kind() == ErrorKind::ConnectionReset => break,
+            Err(error) => panic!("reading to the end failed: {error}"),
+        }
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&rest),
+        "",
+        "bytes after the prelude"
+    );
+}
+
+fn timed(stream: &TcpStream) {
+    stream
+        .set_read_timeout(Some(STEP_TIMEOUT))
+        .expect("read timeout");
+}
+
+/// Accepts one connection on `listener` within the step timeout.
+fn accept(listener: &TcpListener) -> TcpStream {
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).expect("blocking stream");
+                timed(&stream);
+                return stream;
+            }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no connection arrived");
+                thread::sleep(POLL_INTERVAL);
+            }
+            Err(error) => panic!("accept failed: {error}"),
+        }
+    }
+}
+
+/// Connects to the tunnel at `listen` and accepts the connection it opens to `server`.
+fn open_session(listen: &str, server: &TcpListener) -> (TcpStream, TcpStream) {
+    let plaintext = TcpStream::connect(listen).expect("connect to the tunnel");
+    timed(&plaintext);
+    (plaintext, accept(server))
+}
+
+/// Returns whether a connection arrives on `listener` within `wait`.
+fn connection_arrives(listener: &TcpListener, wait: Duration) -> bool {
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let deadline = Instant::now() + wait;
+    while Instant::now() < deadline {
+        if listener.accept().is_ok() {
+            return true;
+        }
+        thread::sleep(POLL_INTERVAL);
+    }
+    false
+}
+
+/// The SMTP client prelude of the chat-script guide.
+const SMTP_CLIENT_CHAT: [&str; 5] = [
+    "220",
+    "EHLO\\sclient.example.com\\r\\n\\c",
+    "250\\sSTARTTLS\\r\\n",
+    "STARTTLS\\r\\n\\c",
+    "220",
+];
+
+/// Plays the SMTP server before STARTTLS on `server`, with the greeting split into pieces
+/// and pauses between them, and checks every byte the tunnel sends.
+fn play_smtp_server(server: &mut TcpStream) {
+    for piece in [&b"2"[..], b"20 mx.exam", b"ple.com ESMTP\r\n"] {
+        server.write_all(piece).expect("send greeting piece");
+        thread::sleep(Duration::from_millis(50));
+    }
+    expect_bytes(server, b"EHLO client.example.com\r\n");
+    server
+        .write_all(b"250-mx.example.com\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+        .expect("send EHLO reply");
+    expect_bytes(server, b"STARTTLS\r\n");
+    server
+        .write_all(b"220 2.0.0 Ready to start TLS\r\n")
+        .expect("send STARTTLS reply");
+}
+
+/// Returns the arguments of a client-mode tunnel with `extra` options after the mode.
+fn client_args<'a>(
+    extra: &[&'a str],
+    listen: &'a str,
+    remote: &'a str,
+    chat: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec!["-c"];
+    args.extend(extra);
+    args.extend(["-l", listen, "-r", remote, "-L", "client@example.com"]);
+    args.extend(["-s", "smtp", "--"]);
+    args.extend(chat);
+    args
+}
+
+#[test]
+fn help_prints_usage() {
+    for flag in ["-h", "--help"] {
+        let output = run(&[flag]);
+        assert_eq!(output.status.code(), Some(0), "{flag}");
+        let usage = String::from_utf8_lossy(&output.stdout);
+        assert!(usage.starts_with("Usage: tlstunnel -c|-s"), "{usage}");
+        assert!(usage.contains("--max-connections N"), "{usage}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_with_message() {
+    let base = [
+        "-l",
+        "127.0.0.1:2525",
+        "-r",
+        "127.0.0.1:25",
+        "-L",
+        "me@example.com",
+    ];
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![],
+            "the first option must be -c (--client) or -s (--server)",
+        ),
+        (vec!["-l", "127.0.0.1:1"], "the first option must be -c"),
+        (vec!["-c", "-s", "smtp", "-c"], "-c selects the mode"),
+        (vec!["-c", "--nonsense"], "unknown option \"--nonsense\""),
+        (vec!["-c", "-l"], "option -l requires a value"),
+        (
+            vec!["-c", "-l", "::1:25"],
+            "write an IPv6 address in brackets",
+        ),
+        (
+            vec!["-c", "-l", "127.0.0.1:0"],
+            "the port must be a number from 1 to 65535",
+        ),
+        (vec!["-c", "-r", "host:smtp"], "the port must be a number"),
+        (vec!["-c", "-r", "[::1]25"], "expected [IPV6]:PORT"),
+        (vec!["-c", "-r", "/run/%Q.sock"], "unknown sequence %Q"),
+        (
+            vec!["-c", "-s", "smtp-submission-x"],
+            "expected an IANA service name",
+        ),
+        (
+            vec!["-c", "--grace", "soon"],
+            "expected a whole number of seconds",
+        ),
+        (
+            vec!["-c", "-r", "127.0.0.1:25", "-L", "x"],
+            "option -l/--local-addr is required",
+        ),
+        (
+            vec!["-c", "-O", "-l", "127.0.0.1:1", "-L", "x"],
+            "-r/--remote-addr is required",
+        ),
+        (vec!["-c", "-u"], "DTLS over UDP is not implemented yet"),
+        (
+            vec!["-s", "--udp-dtls"],
+            "DTLS over UDP is not implemented yet",
+        ),
+        (
+            vec!["-c", "-x", "5"],
+            "SCTP is not supported on this system",
+        ),
+        (
+            vec!["-c", "-x", "70000"],
+            "expected a stream number, 0 to 65535",
+        ),
+    ];
+    for (args, message) in cases {
+        let output = run(&args);
+        let stderr = stderr_of(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+
+    let mut bad_chat = vec!["-c"];
+    bad_chat.extend(base);
+    bad_chat.extend(["220", "HELO\\K"]);
+    let output = run(&bad_chat);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr_of(&output).contains("invalid chat script argument 2"));
+}
+
+#[test]
+fn every_option_is_accepted() {
+    let listen = free_address();
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let unix_listen = directory.path().join("plain.sock");
+    let pidfile = directory.path().join("tunnel.pid");
+    let args = [
+        "--client",
+        "--local-addr",
+        &listen,
+        "-l",
+        path_str(&unix_listen),
+        "--remote-addr=[::ffff:127.0.0.1]:25",
+        "-r",
+        "/run/%L/%*R.sock",
+        "--local-id=client@example.com",
+        "-R",
+        "mx.example.com",
+        "--service",
+        "smtp",
+        "-t",
+        "--tcp",
+        "--tcp-tls",
+        "-d",
+        "--sctp-dtls",
+        "-D",
+        "--sctp-tls",
+        "-o",
+        "--sctp-tunneled",
+        "-O",
+        "--sctp-not-tunneled",
+        "-f",
+        "--fork",
+        "-F",
+        "--foreground",
+        "--pidfile",
+        path_str(&pidfile),
+        "--max-connections",
+        "3",
+        "--grace=0",
+        "-C",
+        "/bin/true",
+    ];
+    let mut tunnel = Tunnel::start(&args, 2);
+    let pid = std::fs::read_to_string(&pidfile).expect("read the PID file");
+    assert_eq!(pid, format!("{}\n", tunnel.child.id()));
+
+    tunnel.signal("-TERM");
+    let status = tunnel.wait_exit(STEP_TIMEOUT).expect("tlstunnel exits");
+    assert_eq!(status.code(), Some(0), "{}", tunnel.log());
+    assert!(!pidfile.exists(), "the PID file is removed at exit");
+    assert!(!unix_listen.exists(), "the UNIX socket is removed at exit");
+}
+
+#[test]
+fn server_mode_takes_s_twice() {
+    let listen = free_address();
+    let args = [
+        "-s",
+        "-l",
+        &listen,
+        "-r",
+        "127.0.0.1:80",
+        "-L",
+        "www.example.com",
+    ];
+    let mut tunnel = Tunnel::start(&[&args[..], &["-s", "https", "--grace", "0"]].concat(), 1);
+    tunnel.signal("-INT");
+    let status = tunnel
+        .wait_exit(STEP_TIMEOUT)
+        .expect("tlstunnel exits on SIGINT");
+    assert_eq!(status.code(), Some(0), "{}", tunnel.log());
+}
+
+#[test]
+fn client_chat_runs_smtp_prelude() {
+    let (server, remote) = scripted_peer();
+    let listen = free_address();
+    let tunnel = Tunnel::start(&client_args(&[], &listen, &remote, &SMTP_CLIENT_CHAT), 1);
+
+    // Two connections in a row: the second shows the listener survives a failed set-up.
+    for round in 1..=2 {
+        let mut plaintext = TcpStream::connect(&listen).expect("connect to the tunnel");
+        timed(&plaintext);
+        let mut cipher = accept(&server);
+        play_smtp_server(&mut cipher);
+
+        // Without a TLS Pool the tunnel closes both sides where STARTTLS would begin.
+        expect_end(&mut cipher);
+        expect_end(&mut plaintext);
+        tunnel.wait_for_log("connection set-up failed", round);
+    }
+    let log = tunnel.log();
+    let peer = "peer=127.0.0.1:";
+    assert!(log.contains(peer), "{log}");
+    assert!(log.contains("cannot connect to the TLS Pool"), "{log}");
+}
+
+#[test]
+fn client_chat_over_unix_listener() {
+    let (server, remote) = scripted_peer();
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let listen = directory.path().join("smtp.sock");
+    let _tunnel = Tunnel::start(
+        &client_args(&[], path_str(&listen), &remote, &SMTP_CLIENT_CHAT),
+        1,
+    );
+
+    let mut plaintext = UnixStream::connect(&listen).expect("connect to the tunnel");
+    plaintext
+        .set_read_timeout(Some(STEP_TIMEOUT))
+        .expect("read timeout");
+    let mut cipher = accept(&server);
+    play_smtp_server(&mut cipher);
+    expect_end(&mut cipher);
+    expect_end(&mut plaintext);
+}
+
+#[test]
+fn server_chat_runs_smtp_prelude() {
+    let listen = free_address();
+    let chat = [
+        "",
+        "220\\smx.example.com\\sESMTP\\r\\n\\c",
+        "EHLO",
+        "250-mx.example.com\\r\\n250\\sSTARTTLS\\r\\n\\c",
+        "STARTTLS\\r\\n",
+        "220\\s2.0.0\\sReady\\sto\\sstart\\sTLS\\r\\n\\c",
+    ];
+    let mut args = vec![
+        "-s",
+        "-l",
+        &listen,
+        "-r",
+        "127.0.0.1:25",
+        "-L",
+        "mx.example.com",
+    ];
+    args.extend(["-s", "smtp", "--"]);
+    args.extend(chat);
+    let tunnel = Tunnel::start(&args, 1);
+
+    let mut client = TcpStream::connect(&listen).expect("connect to the tunnel");
+    timed(&client);
+    expect_bytes(&mut client, b"220 mx.example.com ESMTP\r\n");
+    client
+        .write_all(b"EHLO client.example.com\r\n")
+        .expect("send EHLO");
+    expect_bytes(&mut client, b"250-mx.example.com\r\n250 STARTTLS\r\n");
+    for piece in [&b"START"[..], b"TLS\r", b"\n"] {
+        client.write_all(piece).expect("send STARTTLS piece");
+        thread::sleep(Duration::from_millis(50));
+    }
+    expect_bytes(&mut client, b"220 2.0.0 Ready to start TLS\r\n");
+    expect_end(&mut client);
+    tunnel.wait_for_log("connection set-up failed", 1);
+}
+
+#[test]
+fn chat_abort_closes_connection() {
+    let (server, remote) = scripted_peer();
+    let listen = free_address();
+    let chat = ["ABORT", "-ERR", "+OK", "STLS\\r\\n\\c", "+OK"];
+    let tunnel = Tunnel::start(&client_args(&[], &listen, &remote, &chat), 1);
+
+    let (_plaintext, mut cipher) = open_session(&listen, &server);
+    cipher
+        .write_all(b"+OK POP3 ready\r\n")
+        .expect("send greeting");
+    expect_bytes(&mut cipher, b"STLS\r\n");
+    cipher.write_all(b"-ERR not now\r\n").expect("send refusal");
+    expect_end(&mut cipher);
+    tunnel.wait_for_log("chat script aborted: the peer sent \"-ERR\"", 1);
+}
+
+#[test]
+fn chat_timeout_closes_connection() {
+    let (server, remote) = scripted_peer();
+    let listen = free_address();
+    let chat = ["TIMEOUT", "1", "220"];
+    let tunnel = Tunnel::start(&client_args(&[], &listen, &remote, &chat), 1);
+
+    let (_plaintext, mut cipher) = open_session(&listen, &server);
+    let started = Instant::now();
+    expect_end(&mut cipher);
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    tunnel.wait_for_log("chat script timed out after 1 s waiting for \"220\"", 1);
+}
+
+#[test]
+fn chat_program_uses_connection_as_stdio() {
+    let (server, remote) = scripted_peer();
+    let listen = free_address();
+    let script =
+        "read greeting && test \"${greeting%?}\" = '* OK ready' && printf 'a1 STARTTLS\\r\\n'";
+    let mut args = vec!["-c", "-l", &listen, "-r", &remote, "-L", "me@example.com"];
+    args.extend(["-C", "/bin/sh", "--", "-c", script]);
+    let tunnel = Tunnel::start(&args, 1);
+
+    // The program reads the greeting and replies, and its exit status 0 proceeds to STARTTLS.
+    let (_plaintext, mut cipher) = open_session(&listen, &server);
+    cipher.write_all(b"* OK ready\r\n").expect("send greeting");
+    expect_bytes(&mut cipher, b"a1 STARTTLS\r\n");
+    expect_end(&mut cipher);
+    tunnel.wait_for_log("cannot connect to the TLS Pool", 1);
+
+    // A greeting the program rejects makes it exit 1, which ends the connection.
+    let (_plaintext, mut cipher) = open_session(&listen, &server);
+    cipher.write_all(b"* BYE\r\n").expect("send greeting");
+    expect_end(&mut cipher);
+    tunnel.wait_for_log("chat program /bin/sh failed with exit status: 1", 1);
+}
+
+#[test]
+fn connection_limit_defers_accept() {
+    let (server, remote) = scripted_peer();
+    let listen = free_address();
+    let args = client_args(&["--max-connections", "1"], &listen, &remote, &["220"]);
+    let tunnel = Tunnel::start(&args, 1);
+
+    let _first = TcpStream::connect(&listen).expect("first connection");
+    let mut first_cipher = accept(&server);
+    let _second = TcpStream::connect(&listen).expect("second connection waits in the backlog");
+    assert!(
+        !connection_arrives(&server, Duration::from_millis(500)),
+        "a second connection was served beyond --max-connections 1"
+    );
+
+    first_cipher
+        .write_all(b"220 hi\r\n")
+        .expect("finish the first chat");
+    expect_end(&mut first_cipher);
+    assert!(
+        connection_arrives(&server, STEP_TIMEOUT),
+        "the second connection was not served"
+    );
+    drop(tunnel);
+}
+
+#[test]
+fn sigterm_drains_open_connection() {
+    let (server, remote) = scripted_peer();
+    let listen = free_address();
+    let args = client_args(&["--grace", "20"], &listen, &remote, &["220"]);
+    let mut tunnel = Tunnel::start(&args, 1);
+
+    let (_plaintext, mut cipher) = open_session(&listen, &server);
+    tunnel.signal("-TERM");
+    tunnel.wait_for_log("stopping: no new connections", 1);
+
+    // The open connection keeps the process alive, and no new connection is accepted.
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        tunnel.wait_exit(Duration::ZERO).is_none(),
+        "exited before the drain"
+    );
+    let refused = TcpStream::connect(&listen);
+    assert!(refused.is_err(), "the listener still accepts after SIGTERM");
+
+    // Finishing the chat ends the connection, and then the process.
+    cipher.write_all(b"220 hi\r\n").expect("finish the chat");
+    expect_end(&mut cipher);
+    let status = tunnel
+        .wait_exit(STEP_TIMEOUT)
+        .expect("tlstunnel exits after the drain");
+    assert_eq!(status.code(), Some(0), "{}", tunnel.log());
+    assert!(
+        tunnel.log().contains("all connections finished"),
+        "{}",
+        tunnel.log()
+    );
+}
+
+#[test]
+fn sigterm_grace_period_ends_stalled_connection() {
+    let (server, remote) = scripted_peer();
+    let listen = free_address();
+    let args = client_args(&["--grace", "1"], &listen, &remote, &["220"]);
+    let mut tunnel = Tunnel::start(&args, 1);
+
+    let (_plaintext, mut cipher) = open_session(&listen, &server);
+    let signalled = Instant::now();
+    tunnel.signal("-TERM");
+    let status = tunnel
+        .wait_exit(STEP_TIMEOUT)
+        .expect("tlstunnel exits after the grace");
+    assert!(signalled.elapsed() >= Duration::from_millis(900));
+    assert_eq!(status.code(), Some(0), "{}", tunnel.log());
+    assert!(
+        tunnel.log().contains("grace period over"),
+        "{}",
+        tunnel.log()
+    );
+    expect_end(&mut cipher);
+}
+
+#[test]
+fn daemon_mode_returns_once_bound() {
+    let (server, remote) = scripted_peer();
+    let listen = free_address();
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let pidfile = directory.path().join("tlstunnel.pid");
+    let pool_socket = directory.path().join("no-daemon.sock");
+    let extra = [
+        "--daemon",
+        "--pidfile",
+        path_str(&pidfile),
+        "-S",
+        path_str(&pool_socket),
+    ];
+    let args = client_args(&extra, &listen, &remote, &["220"]);
+
+    let started = Instant::now();
+    let (status, stderr) = run_logged(&args, directory.path());
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(started.elapsed() < STEP_TIMEOUT);
+    let pid = std::fs::read_to_string(&pidfile).expect("the PID file exists once bound");
+    let pid = pid.trim().to_owned();
+
+    // The background process serves the listener.
+    let _plaintext = TcpStream::connect(&listen).expect("connect to the background tunnel");
+    let mut cipher = accept(&server);
+    cipher.write_all(b"220 hi\r\n").expect("finish the chat");
+    expect_end(&mut cipher);
+
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    while pidfile.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the background tunnel did not stop"
+        );
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
+#[test]
+fn daemon_mode_reports_bind_failure() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind a port");
+    let listen = taken.local_addr().expect("address").to_string();
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let args = [
+        "-c",
+        "--daemon",
+        "-l",
+        &listen,
+        "-r",
+        "127.0.0.1:25",
+        "-L",
+        "me",
+    ];
+    let (status, stderr) = run_logged(&args, directory.path());
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {listen}")),
+        "{stderr}"
+    );
+    drop(taken);
+}
