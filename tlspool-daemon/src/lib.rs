@@ -1,2 +1,48 @@
 //! The TLS Pool daemon `tlspool` and its database tool `tlspool-admin`.
+//!
+//! [`run`] is the whole daemon. It loads the configuration, sets up logging, locks the PID
+//! file, creates the listening sockets in file order and drops privileges. Then it switches to
+//! the background unless `-f` was given, and serves the TLS Pool version 2 protocol until
+//! SIGTERM, SIGINT or SIGHUP. Each client connection is one task on a small tokio runtime. Its
+//! protocol rules live in the sans-IO [`protocol::ConnectionProtocol`].
+//!
+//! ```no_run
+//! use tlspool_daemon::Options;
+//!
+//! let options = Options {
+//!     version: false,
+//!     kill: false,
+//!     foreground: true,
+//!     config: "/etc/tlspool.conf".into(),
+//! };
+//! tlspool_daemon::run(options)?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
+//!
+//! # Known limitations
+//!
+//! - PING offers no facility, because STARTTLS is not built yet. Every command except PING
+//!   gets ERROR `E_TLSPOOL_COMMAND_NOTIMPL`.
+//! - Socket and PID files are removed at exit through directories opened before `chroot`, but
+//!   after `daemon_user` the daemon may lack the permission to remove them.
+
+#![warn(missing_docs)]
+
 pub mod admin;
+pub mod callbacks;
+mod cleanup;
+pub mod commands;
+pub mod connection;
+pub mod daemonize;
+mod error;
+pub mod listener;
+mod options;
+pub mod pidfile;
+pub mod privileges;
+pub mod protocol;
+mod server;
+mod startup;
+
+pub use error::DaemonError;
+pub use options::{DEFAULT_CONFIG_FILE, Options};
+pub use startup::run;

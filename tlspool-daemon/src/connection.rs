@@ -1,0 +1,104 @@
+//! The task that drives one client connection: it reads records, passes each to the
+//! connection's [`ConnectionProtocol`] and carries out the action, with command handlers
+//! running concurrently in a task set that ends with the connection.
+
+use std::sync::Arc;
+
+use tokio::net::UnixStream;
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use tlspool_core::logging::TARGET_UNIXSOCK;
+use tlspool_proto::tokio::{RecordWriter, split};
+use tlspool_proto::{Facilities, ProtoError, Record};
+
+use crate::callbacks::{CallbackTable, ConnectionId};
+use crate::commands::{self, CommandContext};
+use crate::protocol::{Action, ConnectionProtocol};
+
+/// Maximum requests of one connection that run at once. At the limit the connection stops
+/// reading until one finishes, so a flooding client cannot make the daemon buffer without limit.
+pub const MAX_CONCURRENT_REQUESTS: usize = 256;
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    /// Facilities offered in PING.
+    pub offered: Facilities,
+    /// The daemon-wide callback table.
+    pub callbacks: Arc<CallbackTable>,
+}
+
+/// Serves the client on `stream` until it closes the connection or the task is aborted.
+pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shared: Arc<Shared>) {
+    let (mut reader, writer) = split(stream);
+    let mut protocol =
+        ConnectionProtocol::new(connection, shared.offered, Arc::clone(&shared.callbacks));
+    let context = CommandContext {
+        connection,
+        callbacks: Arc::clone(&shared.callbacks),
+    };
+    let mut requests = JoinSet::new();
+    debug!(target: TARGET_UNIXSOCK, connection = connection.0, "client connected");
+
+    loop {
+        while requests.len() >= MAX_CONCURRENT_REQUESTS {
+            requests.join_next().await;
+        }
+        let received = tokio::select! {
+            received = reader.recv() => received,
+            Some(_) = requests.join_next(), if !requests.is_empty() => continue,
+        };
+        let frame = match received {
+            Ok(Some(frame)) => frame,
+            Ok(None) => {
+                debug!(target: TARGET_UNIXSOCK, connection = connection.0, "client disconnected");
+                break;
+            }
+            Err(ProtoError::UnexpectedEof { received }) => {
+                debug!(target: TARGET_UNIXSOCK, connection = connection.0, received,
+                    "bad input from client: disconnected in the middle of a record");
+                break;
+            }
+            Err(error) => {
+                debug!(target: TARGET_UNIXSOCK, connection = connection.0, %error,
+                    "receiving from client failed");
+                break;
+            }
+        };
+
+        match protocol.on_frame(frame) {
+            Action::Send(record) => {
+                if !send(&writer, connection, &record).await {
+                    break;
+                }
+            }
+            Action::Run(request) => {
+                let writer = writer.clone();
+                let context = context.clone();
+                requests.spawn(async move {
+                    let reply = commands::execute(request, &context).await;
+                    send(&writer, context.connection, &reply).await;
+                });
+            }
+            Action::Deliver(waiter, response) => waiter.deliver(response),
+        }
+    }
+
+    // Requests in progress are abandoned; dropping the protocol completes their callbacks.
+    requests.shutdown().await;
+    drop(protocol);
+    debug!(target: TARGET_UNIXSOCK, connection = connection.0, "connection closed");
+}
+
+/// Sends `record`; returns false when the connection is unusable.
+async fn send(writer: &RecordWriter, connection: ConnectionId, record: &Record) -> bool {
+    match writer.send_record(record, None).await {
+        Ok(()) => true,
+        Err(error) => {
+            debug!(target: TARGET_UNIXSOCK, connection = connection.0, reqid = record.reqid,
+                %error, "sending to client failed");
+            false
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! `tlspool`: the TLS Pool daemon. Parses the command line and runs the daemon; every error
+//! is printed with its chain of causes and ends the process with exit status 1.
+
+use std::process::ExitCode;
+
+use tlspool_daemon::Options;
+
+fn main() -> ExitCode {
+    let options: Options = argh::from_env();
+    match tlspool_daemon::run(options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tlspool: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The start-up sequence and the run of the daemon, in the order the TLS Pool version 2
+//! protocol's daemon follows: configuration, logging, PID file, sockets in file order,
+//! privileges, background, serve, clean up.
+
+use std::process;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tracing::{info, warn};
+
+use tlspool_core::config::Config;
+use tlspool_core::logging::{TARGET_DAEMON, TARGET_FILES, init_subscriber};
+use tlspool_proto::Facilities;
+
+use crate::callbacks::CallbackTable;
+use crate::connection::Shared;
+use crate::daemonize::{Forked, fork_to_background};
+use crate::error::DaemonError;
+use crate::listener::Listener;
+use crate::options::Options;
+use crate::pidfile::PidFile;
+use crate::privileges::Privileges;
+use crate::server;
+
+/// Worker threads of the runtime. Connections are tasks, so a few threads serve many.
+const WORKER_THREADS: usize = 2;
+
+/// The facilities this daemon implements.
+// NOTE: STARTTLS is not built yet, so PING offers no facility whatever `allow_facilities`
+// contains; add `Facilities::STARTTLS` here once STARTTLS requests are served.
+const IMPLEMENTED_FACILITIES: Facilities = Facilities::empty();
+
+/// Runs the daemon with `options` until a stop signal, or prints the version for `-V`.
+///
+/// Without `-f` the process forks once the sockets listen; the parent returns when the child
+/// reports that it serves.
+///
+/// # Errors
+///
+/// The first failure of the start-up, with the step that failed as context: the
+/// configuration error (naming file, line and key), a held PID file, a socket that cannot be
+/// created, an unknown account or a failed privilege change.
+pub fn run(options: Options) -> anyhow::Result<()> {
+    if options.version {
+        println!("tlspool {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+
+    let config = Config::load(&options.config).context("loading the configuration")?;
+    init_subscriber(&config.log_settings()).context("setting up logging")?;
+    info!(target: TARGET_DAEMON, version = env!("CARGO_PKG_VERSION"), pid = process::id(),
+        "starting");
+    info!(target: TARGET_FILES, path = %options.config.display(),
+        sockets = config.sockets().len(), "configuration loaded");
+
+    let pid_file = config
+        .daemon_pidfile()
+        .map(|path| PidFile::acquire(path, options.kill))
+        .transpose()
+        .context("locking the PID file")?;
+    let mut listeners = Vec::new();
+    for spec in config.sockets() {
+        let listener = Listener::bind(spec)
+            .with_context(|| format!("creating the socket of configuration line {}", spec.line))?;
+        listeners.push(listener);
+    }
+    if listeners.is_empty() {
+        warn!(target: TARGET_DAEMON, "no socket_name line, so the daemon accepts no clients");
+    }
+    Privileges::resolve(&config)
+        .and_then(|privileges| privileges.apply())
+        .context("changing root directory, group and user")?;
+
+    let mut notifier = None;
+    if !options.foreground {
+        match fork_to_background().context("switching to the background")? {
+            Forked::Parent(waiter) => {
+                let result = waiter.wait();
+                // The child holds the same lock and sockets now, and unlocking or removing
+                // them here would undo its start.
+                std::mem::forget((pid_file, listeners));
+                return result.map(drop).context("starting the daemon");
+            }
+            Forked::Child(ready) => {
+                if let Some(pid_file) = &pid_file {
+                    pid_file.write_pid(process::id())?;
+                }
+                notifier = Some(ready);
+            }
+        }
+    }
+
+    let (sockets, socket_files): (Vec<_>, Vec<_>) =
+        listeners.into_iter().map(Listener::into_parts).unzip();
+    let shared = Arc::new(Shared {
+        offered: offered_facilities(&config),
+        callbacks: CallbackTable::new(),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(WORKER_THREADS)
+        .thread_name("tlspool-worker")
+        .enable_all()
+        .build()
+        .map_err(|source| DaemonError::Runtime {
+            call: "building the tokio runtime",
+            source,
+        })?;
+    let on_ready = || {
+        info!(target: TARGET_DAEMON, "serving");
+        if let Some(notifier) = notifier.as_mut() {
+            notifier.notify();
+        }
+    };
+    runtime.block_on(server::serve(sockets, shared, on_ready))?;
+    drop(runtime);
+
+    drop(socket_files);
+    drop(pid_file);
+    info!(target: TARGET_DAEMON, "stopped");
+    Ok(())
+}
+
+/// Returns the facilities PING offers: implemented, current and allowed by the configuration.
+fn offered_facilities(config: &Config) -> Facilities {
+    Facilities::from_bits_truncate(config.allowed_facilities())
+        & Facilities::ALL_CURRENT
+        & IMPLEMENTED_FACILITIES
+}
