@@ -1,5 +1,7 @@
 //! Integration tests that start the built TLS Pool binaries against real servers on loopback.
 
+pub mod daemon;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
