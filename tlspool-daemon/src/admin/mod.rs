@@ -12,6 +12,7 @@
 //! tab, newline, carriage return or other control byte is written as `\\`, `\t`, `\n`, `\r` or
 //! `\xHH`, so every entry stays on one line.
 
+mod check_chain;
 mod config;
 mod db;
 mod dev_init;
@@ -28,6 +29,7 @@ use anyhow::Context;
 use argh::FromArgs;
 use tlspool_core::db::{DbEnv, OpenMode};
 
+pub use check_chain::{ChainInvalid, CheckChainArgs};
 pub use db::DbArgs;
 pub use dev_init::DevInitArgs;
 pub use disclose::DiscloseArgs;
@@ -64,6 +66,8 @@ pub enum Command {
     Db(DbArgs),
     /// A development setup: token, test CA, certificates, databases and configuration.
     DevInit(DevInitArgs),
+    /// Validate a peer's certificate chain and name against the trust anchors.
+    CheckChain(CheckChainArgs),
 }
 
 /// Runs one `tlspool-admin` command, writing its output to `out`.
@@ -71,11 +75,15 @@ pub enum Command {
 /// # Errors
 ///
 /// Any failure, with the step that failed as context; the binary prints it and exits with
-/// status 1.
+/// the status [`exit_code`] returns.
 pub fn run(args: &AdminArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     // dev-init writes the configuration file instead of reading one.
     if let Command::DevInit(cmd) = &args.command {
         return dev_init::run(cmd, out);
+    }
+    // check-chain reads the configuration only when no --anchors bundle is given.
+    if let Command::CheckChain(cmd) = &args.command {
+        return check_chain::run(&args.config, cmd, out);
     }
     let settings = config::DbSettings::load(&args.config)?;
     match &args.command {
@@ -83,7 +91,7 @@ pub fn run(args: &AdminArgs, out: &mut dyn Write) -> anyhow::Result<()> {
         Command::Disclose(cmd) => disclose::run(&settings, cmd, out),
         Command::Trust(cmd) => trust::run(&settings, cmd, out),
         Command::Db(cmd) => db::run(&settings, cmd, out),
-        Command::DevInit(_) => unreachable!("dev-init returned above"),
+        Command::DevInit(_) | Command::CheckChain(_) => unreachable!("returned above"),
     }
 }
 
@@ -117,4 +125,13 @@ fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
 /// Writes `data` to the output file named on the command line.
 fn write_output(path: &Path, data: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, data).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Returns the exit status for a failed `command`: 1, except for `check-chain`, which exits
+/// with 1 for an invalid chain and 2 for a usage or I/O error.
+pub fn exit_code(command: &Command, err: &anyhow::Error) -> u8 {
+    match command {
+        Command::CheckChain(_) => check_chain::exit_code(err),
+        _ => 1,
+    }
 }
