@@ -105,12 +105,12 @@ impl Certificate {
         })
     }
 
-    /// Decodes a chain given as PEM `CERTIFICATE` blocks or as one or more concatenated DER
-    /// certificates, in the order given.
+    /// Decodes a chain given as PEM `CERTIFICATE` blocks (other blocks are skipped) or as one
+    /// or more concatenated DER certificates, in the order given.
     ///
     /// # Errors
     ///
-    /// [`ValidateError::EmptyChain`] when the input holds no certificate, otherwise as for
+    /// [`ValidateError::EmptyChain`] when the input contains no certificate, otherwise as for
     /// [`from_der`](Self::from_der) with the index of the failing certificate.
     pub fn parse_chain(input: &[u8]) -> Result<Vec<Self>, ValidateError> {
         let ders = split_pem_or_der(input)?;
@@ -380,7 +380,9 @@ fn attribute_texts(name: &Name, oid: ObjectIdentifier) -> Vec<String> {
 /// Splits PEM `CERTIFICATE` blocks, or concatenated DER certificates, into DER certificates.
 fn split_pem_or_der(input: &[u8]) -> Result<Vec<Vec<u8>>, ValidateError> {
     let malformed = |index, reason: String| ValidateError::Malformed { index, reason };
-    if input.trim_ascii_start().starts_with(b"-----BEGIN") {
+    // A DER certificate starts with a SEQUENCE tag; anything else is read as PEM text, where
+    // text around the blocks is allowed.
+    if input.first() != Some(&0x30) {
         let text = std::str::from_utf8(input).map_err(|e| malformed(0, e.to_string()))?;
         let mut ders = Vec::new();
         for (index, block) in pem_blocks(text).enumerate() {

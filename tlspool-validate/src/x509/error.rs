@@ -21,7 +21,7 @@ pub enum ValidateError {
     Malformed {
         /// Position in the presented chain, from 0 for the end certificate.
         index: usize,
-        /// What the decoder rejected.
+        /// The decoder's reason for rejecting it.
         reason: String,
     },
 
@@ -32,7 +32,7 @@ pub enum ValidateError {
         subject: String,
         /// Object identifier of the extension.
         oid: String,
-        /// What the decoder rejected.
+        /// The decoder's reason for rejecting it.
         reason: String,
     },
 

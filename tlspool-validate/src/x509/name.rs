@@ -145,3 +145,124 @@ fn normalise_dns(name: &str) -> Option<String> {
     let name = name.strip_suffix('.').unwrap_or(name);
     Some(name.to_ascii_lowercase())
 }
+
+#[cfg(test)]
+mod tests {
+    use rcgen::SanType;
+
+    use super::*;
+    use crate::x509::testing::{params, self_signed, server_params};
+
+    #[test]
+    fn wildcard_matches_one_label() {
+        assert!(dns_name_matches("*.example.com", "a.example.com"));
+        assert!(dns_name_matches("*.EXAMPLE.com", "A.example.COM."));
+        assert!(!dns_name_matches("*.example.com", "example.com"));
+        assert!(!dns_name_matches("*.example.com", "a.b.example.com"));
+        assert!(!dns_name_matches("*.example.com", ".example.com"));
+    }
+
+    #[test]
+    fn wildcard_rejected_in_bad_positions() {
+        assert!(!dns_name_matches("*.com", "example.com"));
+        assert!(!dns_name_matches("*", "com"));
+        assert!(!dns_name_matches("f*.example.com", "foo.example.com"));
+        assert!(!dns_name_matches("*o.example.com", "foo.example.com"));
+        assert!(!dns_name_matches("a.*.example.com", "a.b.example.com"));
+        assert!(!dns_name_matches("*.*.example.com", "a.b.example.com"));
+        assert!(!dns_name_matches("www.example.com", "*.example.com"));
+    }
+
+    #[test]
+    fn exact_names_compare_ascii_case_insensitively() {
+        assert!(dns_name_matches("WWW.Example.COM", "www.example.com"));
+        assert!(dns_name_matches(
+            "xn--bcher-kva.example",
+            "XN--BCHER-KVA.example"
+        ));
+        assert!(!dns_name_matches("bücher.example", "bücher.example"));
+        assert!(!dns_name_matches("www.example.com", "www.example.org"));
+    }
+
+    #[test]
+    fn mail_local_part_is_exact() {
+        assert!(mail_matches("Alice@Example.COM", "Alice@example.com"));
+        assert!(!mail_matches("alice@example.com", "Alice@example.com"));
+        assert!(!mail_matches("alice@example.com", "alice@example.org"));
+    }
+
+    #[test]
+    fn san_dns_names_hide_common_name() {
+        let cert = self_signed(server_params("cn.example.com", &["san.example.com"])).parsed();
+        assert!(check_name(&cert, "san.example.com").is_ok());
+        let err = check_name(&cert, "cn.example.com").unwrap_err();
+        assert_eq!(
+            err,
+            ValidateError::NameMismatch {
+                expected: "cn.example.com".into(),
+                presented: vec!["san.example.com".into()],
+            }
+        );
+    }
+
+    #[test]
+    fn common_name_used_without_san_dns_names() {
+        let cert = self_signed(server_params("cn.example.com", &[])).parsed();
+        assert!(check_name(&cert, "CN.example.com").is_ok());
+
+        let mut with_mail = server_params("mail.example.com", &[]);
+        with_mail.subject_alt_names =
+            vec![SanType::Rfc822Name("a@example.com".try_into().unwrap())];
+        let cert = self_signed(with_mail).parsed();
+        assert!(check_name(&cert, "mail.example.com").is_ok());
+    }
+
+    #[test]
+    fn mail_identity_uses_rfc822_names() {
+        let mut with_mail = params("Alice");
+        with_mail.subject_alt_names =
+            vec![SanType::Rfc822Name("alice@Example.com".try_into().unwrap())];
+        let cert = self_signed(with_mail).parsed();
+        assert!(check_name(&cert, "alice@example.com").is_ok());
+        assert!(check_name(&cert, "Alice@example.com").is_err());
+    }
+
+    #[test]
+    fn mail_identity_without_san_uses_subject() {
+        let mut subject = params("alice@example.com");
+        subject.distinguished_name.push(
+            rcgen::DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]),
+            "bob@example.com",
+        );
+        let cert = self_signed(subject).parsed();
+        assert!(check_name(&cert, "alice@EXAMPLE.com").is_ok(), "commonName");
+        assert!(check_name(&cert, "bob@example.com").is_ok(), "emailAddress");
+        assert!(check_name(&cert, "carol@example.com").is_err());
+
+        let mut with_dns_san = server_params("alice@example.com", &["www.example.com"]);
+        with_dns_san.key_usages = vec![];
+        let cert = self_signed(with_dns_san).parsed();
+        assert!(
+            check_name(&cert, "alice@example.com").is_err(),
+            "SAN hides the subject"
+        );
+    }
+
+    #[test]
+    fn subtree_matching_of_dns_and_mail() {
+        assert!(dns_in_subtree("example.com", "example.com"));
+        assert!(dns_in_subtree("a.Example.com", "example.COM"));
+        assert!(!dns_in_subtree("badexample.com", "example.com"));
+        assert!(!dns_in_subtree("example.com", ".example.com"));
+        assert!(dns_in_subtree("a.example.com", ".example.com"));
+        assert!(dns_in_subtree("anything.org", ""));
+        assert!(dns_in_subtree("*.example.com", "a.example.com"));
+        assert!(!dns_in_subtree("*.example.com", "a.b.example.com"));
+
+        assert!(mail_in_subtree("a@example.com", "example.com"));
+        assert!(!mail_in_subtree("a@sub.example.com", "example.com"));
+        assert!(mail_in_subtree("a@sub.example.com", ".example.com"));
+        assert!(mail_in_subtree("root@example.com", "root@EXAMPLE.com"));
+        assert!(!mail_in_subtree("admin@example.com", "root@example.com"));
+    }
+}

@@ -12,7 +12,7 @@ use super::path::ValidPath;
 use super::trust::{RevocationList, TrustRecord, TrustStore};
 use super::{Certificate, ValidateError};
 
-/// How strictly revocation is checked.
+/// The strictness of a revocation check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RevocationPolicy {
     /// `R`: every certificate needs a current list of its issuer that does not list it.
@@ -36,6 +36,8 @@ pub fn check_revocation(
     policy: RevocationPolicy,
     at: SystemTime,
 ) -> Result<(), ValidateError> {
+    // NOTE: only trust database entries are consulted; a stapled OCSP response (RFC 6066
+    // status_request) is not yet taken into account.
     let issuers = path
         .certificates
         .iter()
@@ -99,4 +101,92 @@ fn check_certificate(
 /// Formats bytes as lowercase hexadecimal.
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::SerialNumber;
+
+    use super::*;
+    use crate::x509::testing::{anchors, ca_params, chain, day, issue, self_signed, server_params};
+    use crate::x509::{PathValidator, PeerRole};
+
+    fn list(serials: &[&[u8]], next_update: SystemTime) -> TrustRecord {
+        TrustRecord::Revocation(RevocationList {
+            this_update: day(2025, 1, 1),
+            next_update,
+            serials: serials.iter().map(|s| s.to_vec()).collect(),
+        })
+    }
+
+    #[test]
+    fn revoked_serial_fails_both_policies() {
+        let root = self_signed(ca_params("Root"));
+        let mut params = server_params("www", &["www.example.com"]);
+        params.serial_number = Some(SerialNumber::from_slice(&[0x12, 0x34]));
+        let leaf = issue(params, &root);
+        let mut store = anchors(&[&root]);
+        store.insert(
+            &root.parsed().key_id(),
+            list(&[&[0x12, 0x34]], day(2026, 1, 1)),
+        );
+
+        let at = day(2025, 6, 1);
+        let path = PathValidator::new(&store, PeerRole::Server, at)
+            .validate(&chain(&[&leaf]))
+            .unwrap();
+        for policy in [
+            RevocationPolicy::RequireList,
+            RevocationPolicy::AllowMissing,
+        ] {
+            let err = check_revocation(&store, &path, policy, at).unwrap_err();
+            assert_eq!(
+                err,
+                ValidateError::Revoked {
+                    subject: "CN=www".into(),
+                    serial: "1234".into(),
+                    issuer: "CN=Root".into(),
+                },
+                "{policy:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn missing_or_outdated_list_fails_only_strict_policy() {
+        let root = self_signed(ca_params("Root"));
+        let intermediate = issue(ca_params("Intermediate"), &root);
+        let leaf = issue(server_params("www", &["www.example.com"]), &intermediate);
+        let mut store = anchors(&[&root]);
+        store.insert(&root.parsed().key_id(), list(&[&[0x01]], day(2026, 1, 1)));
+        let at = day(2025, 6, 1);
+        let path = PathValidator::new(&store, PeerRole::Server, at)
+            .validate(&chain(&[&leaf, &intermediate]))
+            .unwrap();
+
+        let strict = check_revocation(&store, &path, RevocationPolicy::RequireList, at);
+        assert_eq!(
+            strict.unwrap_err(),
+            ValidateError::NoRevocationList {
+                subject: "CN=www".into(),
+                issuer: "CN=Intermediate".into(),
+            }
+        );
+        assert!(check_revocation(&store, &path, RevocationPolicy::AllowMissing, at).is_ok());
+
+        store.insert(&intermediate.parsed().key_id(), list(&[], day(2025, 2, 1)));
+        let strict = check_revocation(&store, &path, RevocationPolicy::RequireList, at);
+        assert_eq!(
+            strict.unwrap_err(),
+            ValidateError::RevocationListOutdated {
+                issuer: "CN=Intermediate".into(),
+                next_update: day(2025, 2, 1),
+                at,
+            }
+        );
+        assert!(check_revocation(&store, &path, RevocationPolicy::AllowMissing, at).is_ok());
+
+        store.insert(&intermediate.parsed().key_id(), list(&[], day(2026, 2, 1)));
+        assert!(check_revocation(&store, &path, RevocationPolicy::RequireList, at).is_ok());
+    }
 }

@@ -138,3 +138,156 @@ fn pss_hash(algorithm: &AlgorithmIdentifierOwned) -> Option<ObjectIdentifier> {
         && params.trailer_field.unwrap_or(1) == 1;
     matches.then_some(hash)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+
+    use super::*;
+    use crate::x509::testing::{ca_params, day, issue_with, self_signed_with, server_params};
+
+    fn verifies(leaf: &Certificate, issuer: &Certificate) -> Result<(), ValidateError> {
+        verify_signature(leaf, issuer.spki_der(), issuer.subject())
+    }
+
+    #[test]
+    fn ecdsa_and_ed25519_links_verify() {
+        for algorithm in [
+            &rcgen::PKCS_ECDSA_P256_SHA256,
+            &rcgen::PKCS_ECDSA_P384_SHA384,
+            &rcgen::PKCS_ED25519,
+        ] {
+            let root_key = rcgen::KeyPair::generate_for(algorithm).unwrap();
+            let root = self_signed_with(ca_params("Root"), root_key);
+            let leaf_key = rcgen::KeyPair::generate_for(algorithm).unwrap();
+            let leaf = issue_with(server_params("www", &["www.example.com"]), leaf_key, &root);
+            assert_eq!(
+                verifies(&leaf.parsed(), &root.parsed()),
+                Ok(()),
+                "{algorithm:?}"
+            );
+
+            let other = self_signed_with(
+                ca_params("Root"),
+                rcgen::KeyPair::generate_for(algorithm).unwrap(),
+            );
+            assert!(
+                matches!(
+                    verifies(&leaf.parsed(), &other.parsed()),
+                    Err(ValidateError::BadSignature { .. })
+                ),
+                "{algorithm:?} with the wrong key"
+            );
+        }
+    }
+
+    #[test]
+    fn key_type_must_fit_algorithm() {
+        let p256 = self_signed_with(
+            ca_params("P-256"),
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+        );
+        let ed25519 = self_signed_with(
+            ca_params("Ed25519"),
+            rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap(),
+        );
+        let err = verifies(&p256.parsed(), &ed25519.parsed()).unwrap_err();
+        assert!(
+            matches!(&err, ValidateError::UnsupportedAlgorithm { algorithm, .. }
+                if algorithm == "1.2.840.10045.4.3.2 with an issuer key of type 1.3.101.112"),
+            "{err}"
+        );
+    }
+
+    /// Runs certtool in `dir`; the tests need the gnutls-bin package.
+    fn certtool(dir: &Path, args: &[&str]) {
+        let status = Command::new("certtool")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("certtool runs (install gnutls-bin)");
+        assert!(status.success(), "certtool {args:?}");
+    }
+
+    #[test]
+    fn rsa_pkcs1_and_pss_links_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path();
+        std::fs::write(path.join("ca.tmpl"), "cn = Root\nca\ncert_signing_key\n").unwrap();
+        std::fs::write(
+            path.join("leaf.tmpl"),
+            "cn = www\ntls_www_server\nsigning_key\n",
+        )
+        .unwrap();
+        certtool(
+            path,
+            &[
+                "--generate-privkey",
+                "--key-type",
+                "rsa",
+                "--bits",
+                "2048",
+                "--outfile",
+                "ca.key",
+            ],
+        );
+        certtool(
+            path,
+            &[
+                "--generate-self-signed",
+                "--load-privkey",
+                "ca.key",
+                "--template",
+                "ca.tmpl",
+                "--outfile",
+                "ca.pem",
+            ],
+        );
+        certtool(
+            path,
+            &[
+                "--generate-privkey",
+                "--key-type",
+                "rsa",
+                "--bits",
+                "2048",
+                "--outfile",
+                "leaf.key",
+            ],
+        );
+        for (name, extra) in [("pkcs1.pem", None), ("pss.pem", Some("rsa-pss"))] {
+            let mut args = vec![
+                "--generate-certificate",
+                "--load-privkey",
+                "leaf.key",
+                "--load-ca-certificate",
+                "ca.pem",
+                "--load-ca-privkey",
+                "ca.key",
+                "--template",
+                "leaf.tmpl",
+                "--outfile",
+                name,
+            ];
+            if let Some(params) = extra {
+                args.extend(["--sign-params", params]);
+            }
+            certtool(path, &args);
+        }
+
+        let root = Certificate::parse_chain(&std::fs::read(path.join("ca.pem")).unwrap()).unwrap();
+        assert_eq!(
+            verifies(&root[0], &root[0]),
+            Ok(()),
+            "self-signed RSA PKCS#1 v1.5"
+        );
+        for name in ["pkcs1.pem", "pss.pem"] {
+            let leaf = Certificate::parse_chain(&std::fs::read(path.join(name)).unwrap()).unwrap();
+            assert_eq!(verifies(&leaf[0], &root[0]), Ok(()), "{name}");
+            assert!(leaf[0].not_before() < day(2100, 1, 1));
+        }
+    }
+}

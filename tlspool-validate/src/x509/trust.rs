@@ -172,6 +172,18 @@ impl PinStatus {
     pub fn code(self) -> u8 {
         self as u8
     }
+
+    /// Tells whether the `P` predicate holds: the certificate is pinned and the pin has not
+    /// expired (a pin inside its roll-over window still counts).
+    pub fn is_pinned(self) -> bool {
+        matches!(self, Self::Success | Self::Replaceable)
+    }
+
+    /// Tells whether the `p` predicate (trust on first use) holds: as for `P`, or no pin
+    /// exists yet for this certificate.
+    pub fn is_pinned_or_first_use(self) -> bool {
+        self.is_pinned() || self == Self::NotFound
+    }
 }
 
 impl AnchorSet {
@@ -258,4 +270,112 @@ pub fn pin_status(
         }
     }
     PinStatus::NotFound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::x509::testing::{day, self_signed, server_params};
+
+    fn pin(expiry: Option<SystemTime>, window_days: Option<u64>) -> Pin {
+        Pin {
+            for_clients: true,
+            for_servers: false,
+            expiry,
+            rollover_window: window_days.map(|days| Duration::from_secs(days * 86_400)),
+        }
+    }
+
+    #[test]
+    fn pin_status_follows_expiry_and_window() {
+        let at = day(2025, 6, 1);
+        let cases = [
+            (pin(None, None), PinStatus::Success),
+            (pin(Some(day(2026, 1, 1)), None), PinStatus::Success),
+            (pin(Some(day(2026, 1, 1)), Some(30)), PinStatus::Success),
+            (
+                pin(Some(day(2025, 6, 15)), Some(30)),
+                PinStatus::Replaceable,
+            ),
+            (pin(Some(day(2025, 6, 1)), Some(30)), PinStatus::Expired),
+            (pin(Some(day(2025, 1, 1)), None), PinStatus::Expired),
+        ];
+        for (pin, expected) in cases {
+            assert_eq!(pin.status_at(at), expected, "{pin:?}");
+        }
+    }
+
+    #[test]
+    fn pin_lookup_uses_sha256_and_role() {
+        let leaf = self_signed(server_params("www", &["www.example.com"])).parsed();
+        let at = day(2025, 6, 1);
+        let mut store = AnchorSet::new();
+        assert_eq!(
+            pin_status(&store, &leaf, PeerRole::Server, at),
+            PinStatus::NotFound
+        );
+
+        store.insert(&leaf.sha256(), TrustRecord::Pinned(pin(None, None)));
+        assert_eq!(
+            pin_status(&store, &leaf, PeerRole::Server, at),
+            PinStatus::Success
+        );
+        assert_eq!(
+            pin_status(&store, &leaf, PeerRole::Client, at),
+            PinStatus::NotFound,
+            "the pin is for local clients only"
+        );
+
+        let mut broken = AnchorSet::new();
+        broken.insert(&leaf.sha256(), TrustRecord::Invalid("3 bytes".into()));
+        assert_eq!(
+            pin_status(&broken, &leaf, PeerRole::Server, at),
+            PinStatus::Invalid
+        );
+    }
+
+    #[test]
+    fn pin_status_codes_match_protocol() {
+        let codes = [
+            (PinStatus::Success, 0),
+            (PinStatus::NotFound, 1),
+            (PinStatus::Invalid, 2),
+            (PinStatus::Replaceable, 3),
+            (PinStatus::Expired, 4),
+        ];
+        for (status, code) in codes {
+            assert_eq!(status.code(), code);
+        }
+    }
+
+    #[test]
+    fn pin_status_decides_p_predicates() {
+        let cases = [
+            (PinStatus::Success, true, true),
+            (PinStatus::Replaceable, true, true),
+            (PinStatus::NotFound, false, true),
+            (PinStatus::Invalid, false, false),
+            (PinStatus::Expired, false, false),
+        ];
+        for (status, upper, lower) in cases {
+            assert_eq!(status.is_pinned(), upper, "P for {status:?}");
+            assert_eq!(status.is_pinned_or_first_use(), lower, "p for {status:?}");
+        }
+    }
+
+    #[test]
+    fn bundle_anchors_are_roots_or_notroot() {
+        let root = self_signed(crate::x509::testing::ca_params("Root"));
+        let intermediate =
+            crate::x509::testing::issue(crate::x509::testing::ca_params("Intermediate"), &root);
+        let pem = format!("junk\n{}\n{}", root.cert.pem(), intermediate.cert.pem());
+        let mut store = AnchorSet::new();
+        assert_eq!(store.add_bundle(pem.as_bytes()).unwrap(), 2);
+
+        let roots = store.anchors_by_subject(root.parsed().subject_der());
+        assert_eq!(roots.len(), 1);
+        assert!(!roots[0].not_root);
+        let records = store.records(&intermediate.parsed().key_id()).unwrap();
+        assert!(matches!(&records[..], [TrustRecord::Anchor(a)] if a.not_root));
+    }
 }

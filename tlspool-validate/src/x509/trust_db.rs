@@ -80,3 +80,113 @@ fn record_of(entry: &TrustEntry, key: &[u8]) -> Option<TrustRecord> {
 fn seconds(since_epoch: u32) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(since_epoch.into())
 }
+
+#[cfg(test)]
+mod tests {
+    use tlspool_core::db::{DbEnv, DbNames, OpenMode, TrustFlags};
+
+    use super::*;
+    use crate::x509::testing::{ca_params, chain, day, issue, self_signed, server_params};
+    use crate::x509::{
+        PathValidator, PeerRole, PinStatus, RevocationPolicy, check_revocation, pin_status,
+    };
+
+    fn entry(trust_type: TrustType, flags: TrustFlags, data: Vec<u8>) -> Vec<u8> {
+        let entry = TrustEntry {
+            trust_type,
+            flags,
+            valexp: "Tt|".into(),
+            data,
+        };
+        entry.encode().unwrap()
+    }
+
+    fn unix(at: SystemTime) -> u32 {
+        let seconds = at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs();
+        u32::try_from(seconds).unwrap()
+    }
+
+    #[test]
+    fn database_anchor_revocation_and_pins_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = DbEnv::open(dir.path(), &DbNames::default(), OpenMode::ReadWrite).unwrap();
+        let root = self_signed(ca_params("Root"));
+        let leaf = issue(server_params("www", &["www.example.com"]), &root);
+        let revoked = issue(server_params("old", &["old.example.com"]), &root);
+        let root_key = root.parsed().key_id();
+        let at = day(2025, 6, 1);
+
+        let mut revocation = unix(day(2025, 1, 1)).to_be_bytes().to_vec();
+        revocation.extend(unix(day(2026, 1, 1)).to_be_bytes());
+        let serial = revoked.parsed().serial().to_vec();
+        revocation.extend([0x02, u8::try_from(serial.len()).unwrap()]);
+        revocation.extend(&serial);
+
+        let mut pinned_data = unix(day(2025, 6, 10)).to_be_bytes().to_vec();
+        pinned_data.extend((30 * 86_400_u32).to_be_bytes());
+        let mut txn = env.write().unwrap();
+        txn.append(
+            Database::Trust,
+            &root_key,
+            &entry(TrustType::X509, TrustFlags::ROLE_CLIENT, root.der()),
+        )
+        .unwrap();
+        txn.append(
+            Database::Trust,
+            &root_key,
+            &entry(TrustType::RevokeX509, TrustFlags::empty(), revocation),
+        )
+        .unwrap();
+        txn.append(
+            Database::Trust,
+            &leaf.parsed().sha256(),
+            &entry(TrustType::PinnedX509, TrustFlags::ROLE_CLIENT, pinned_data),
+        )
+        .unwrap();
+        // A pinned value with 3 data bytes, which no pin may have.
+        let mut broken = 0x0000_0901_u32.to_be_bytes().to_vec();
+        broken.extend(b"1\0abc");
+        txn.append(Database::Trust, &revoked.parsed().sha256(), &broken)
+            .unwrap();
+        txn.commit().unwrap();
+
+        let read = env.read().unwrap();
+        let store = TrustDb(&read);
+        let validator = PathValidator::new(&store, PeerRole::Server, at);
+        let path = validator.validate(&chain(&[&leaf])).unwrap();
+        assert_eq!(path.anchor.valexp, "Tt|");
+        assert!(check_revocation(&store, &path, RevocationPolicy::RequireList, at).is_ok());
+
+        let old_path = validator.validate(&chain(&[&revoked])).unwrap();
+        let err = check_revocation(&store, &old_path, RevocationPolicy::AllowMissing, at);
+        assert!(matches!(err, Err(ValidateError::Revoked { .. })), "{err:?}");
+
+        let client_peer = PathValidator::new(&store, PeerRole::Client, at);
+        assert!(
+            client_peer.validate(&chain(&[&leaf])).is_err(),
+            "anchor only for clients"
+        );
+
+        let leaf = leaf.parsed();
+        assert_eq!(
+            pin_status(&store, &leaf, PeerRole::Server, at),
+            PinStatus::Replaceable
+        );
+        assert_eq!(
+            pin_status(&store, &leaf, PeerRole::Server, day(2025, 1, 1)),
+            PinStatus::Success
+        );
+        assert_eq!(
+            pin_status(&store, &leaf, PeerRole::Server, day(2025, 7, 1)),
+            PinStatus::Expired
+        );
+        assert_eq!(
+            pin_status(&store, &leaf, PeerRole::Client, at),
+            PinStatus::NotFound
+        );
+        assert_eq!(
+            pin_status(&store, &revoked.parsed(), PeerRole::Server, at),
+            PinStatus::Invalid
+        );
+    }
+}
