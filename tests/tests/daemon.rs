@@ -450,6 +450,31 @@ fn socket_has_configured_mode() {
 }
 
 #[test]
+fn daemon_user_and_group_are_applied() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: dropping privileges needs root");
+        return;
+    }
+    let daemon = TestDaemon::start(&["daemon_user nobody", "daemon_group nogroup"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.pid()))
+        .expect("read the daemon's status");
+    let ids = |prefix: &str| -> Vec<u32> {
+        let line = status
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("{prefix} line in {status}"));
+        line.split_whitespace()
+            .map(|id| id.parse().expect("numeric id"))
+            .collect()
+    };
+    // Real, effective, saved and file-system ids.
+    assert_eq!(ids("Uid:"), [65534; 4]);
+    assert_eq!(ids("Gid:"), [65534; 4]);
+    assert_eq!(ids("Groups:"), [65534]);
+    assert_ping_answer(&daemon.ping(42), 42);
+}
+
+#[test]
 fn config_error_names_its_line() {
     let directory = tempfile::tempdir().expect("temporary directory");
     let socket = directory.path().join("tlspool.sock");

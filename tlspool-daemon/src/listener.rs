@@ -249,6 +249,23 @@ mod tests {
     }
 
     #[test]
+    fn socket_gets_configured_owner_and_group() {
+        if !Uid::effective().is_root() {
+            eprintln!("skipped: changing a file's owner needs root");
+            return;
+        }
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let path = directory.path().join("pool.sock");
+        let mut spec = spec(&path, None);
+        spec.user = Some("nobody".to_owned());
+        spec.group = Some("65533".to_owned());
+        let _listener = Listener::bind(&spec).expect("bind");
+        let metadata = std::fs::symlink_metadata(&path).expect("socket file");
+        assert_eq!(metadata.uid(), 65534);
+        assert_eq!(metadata.gid(), 65533);
+    }
+
+    #[test]
     fn unknown_socket_user_is_an_error() {
         let directory = tempfile::tempdir().expect("temporary directory");
         let mut spec = spec(&directory.path().join("pool.sock"), None);
