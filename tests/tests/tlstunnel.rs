@@ -177,24 +177,36 @@ fn expect_bytes(stream: &mut impl std::io::Read, expected: &[u8]) {
     );
 }
 
-/// Checks that the peer closes the connection without sending anything more. A reset counts
-/// as a close, because the tunnel closes with input unread when a chat fails.
-fn expect_end(stream: &mut impl std::io::Read) {
+/// Reads until the peer closes the connection and returns the bytes read and whether the
+/// close was a reset. Linux resets a connection that is closed with input unread.
+fn read_to_close(stream: &mut impl std::io::Read) -> (String, bool) {
     let mut rest = Vec::new();
     let mut buffer = [0u8; 256];
     loop {
         match stream.read(&mut buffer) {
-            Ok(0) => break,
+            Ok(0) => return (String::from_utf8_lossy(&rest).into_owned(), false),
             Ok(count) => rest.extend_from_slice(&buffer[..count]),
-            Err(error) if error.kind() == ErrorKind::ConnectionReset => break,
+            Err(error) if error.kind() == ErrorKind::ConnectionReset => {
+                return (String::from_utf8_lossy(&rest).into_owned(), true);
+            }
             Err(error) => panic!("reading to the end failed: {error}"),
         }
     }
-    assert_eq!(
-        String::from_utf8_lossy(&rest),
-        "",
-        "bytes after the prelude"
-    );
+}
+
+/// Checks that the peer closes the connection without sending anything more. A reset counts
+/// as a close, because the tunnel closes with input unread when a chat fails.
+fn expect_end(stream: &mut impl std::io::Read) {
+    let (rest, _) = read_to_close(stream);
+    assert_eq!(rest, "", "bytes after the prelude");
+}
+
+/// Checks that the peer closes the connection cleanly without sending anything more, which
+/// shows the chat consumed every byte this side sent, up to where TLS would begin.
+fn expect_clean_end(stream: &mut impl std::io::Read) {
+    let (rest, reset) = read_to_close(stream);
+    assert_eq!(rest, "", "bytes after the prelude");
+    assert!(!reset, "the tunnel left bytes of the prelude unread");
 }
 
 fn timed(stream: &TcpStream) {
@@ -248,24 +260,41 @@ fn connection_arrives(listener: &TcpListener, wait: Duration) -> bool {
 }
 
 /// The SMTP client prelude of the chat-script guide.
-const SMTP_CLIENT_CHAT: [&str; 5] = [
-    "220",
+const SMTP_CLIENT_CHAT: [&str; 17] = [
+    "ABORT",
+    "554\\s",
+    "ABORT",
+    "454\\s",
+    "ABORT",
+    "502\\s",
+    "220\\s",
+    "\\c",
+    "\\r\\n",
     "EHLO\\sclient.example.com\\r\\n\\c",
-    "250\\sSTARTTLS\\r\\n",
+    "250\\s",
+    "\\c",
+    "\\r\\n",
     "STARTTLS\\r\\n\\c",
-    "220",
+    "220\\s",
+    "\\c",
+    "\\r\\n",
 ];
 
 /// Plays the SMTP server before STARTTLS on `server`, with the greeting split into pieces
 /// and pauses between them, and checks every byte the tunnel sends.
 fn play_smtp_server(server: &mut TcpStream) {
-    for piece in [&b"2"[..], b"20 mx.exam", b"ple.com ESMTP\r\n"] {
+    for piece in [
+        &b"2"[..],
+        b"20-mx.exam",
+        b"ple.com ESMTP\r\n220 re",
+        b"ady\r\n",
+    ] {
         server.write_all(piece).expect("send greeting piece");
         thread::sleep(Duration::from_millis(50));
     }
     expect_bytes(server, b"EHLO client.example.com\r\n");
     server
-        .write_all(b"250-mx.example.com\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
+        .write_all(b"250-mx.example.com\r\n250-STARTTLS\r\n250 SIZE 10485760\r\n")
         .expect("send EHLO reply");
     expect_bytes(server, b"STARTTLS\r\n");
     server
@@ -462,8 +491,8 @@ fn client_chat_runs_smtp_prelude() {
         play_smtp_server(&mut cipher);
 
         // Without a TLS Pool the tunnel closes both sides where STARTTLS would begin.
-        expect_end(&mut cipher);
-        expect_end(&mut plaintext);
+        expect_clean_end(&mut cipher);
+        expect_clean_end(&mut plaintext);
         tunnel.wait_for_log("connection set-up failed", round);
     }
     let log = tunnel.log();
@@ -488,8 +517,8 @@ fn client_chat_over_unix_listener() {
         .expect("read timeout");
     let mut cipher = accept(&server);
     play_smtp_server(&mut cipher);
-    expect_end(&mut cipher);
-    expect_end(&mut plaintext);
+    expect_clean_end(&mut cipher);
+    expect_clean_end(&mut plaintext);
 }
 
 #[test]
@@ -528,8 +557,79 @@ fn server_chat_runs_smtp_prelude() {
         thread::sleep(Duration::from_millis(50));
     }
     expect_bytes(&mut client, b"220 2.0.0 Ready to start TLS\r\n");
-    expect_end(&mut client);
+    expect_clean_end(&mut client);
     tunnel.wait_for_log("connection set-up failed", 1);
+}
+
+/// A client-mode chat script with the server's greeting, the command the script must send,
+/// and the server's reply that ends the plaintext part.
+struct Prelude<'a> {
+    chat: &'a [&'a str],
+    greeting: &'a [u8],
+    command: &'a [u8],
+    reply: &'a [u8],
+}
+
+#[test]
+fn imap_and_pop3_scripts_reach_starttls() {
+    let imap: &[&str] = &[
+        "ABORT",
+        "*\\sBYE",
+        "ABORT",
+        "a1\\sNO",
+        "ABORT",
+        "a1\\sBAD",
+        "*\\sOK",
+        "\\c",
+        "\\r\\n",
+        "a1\\sSTARTTLS\\r\\n\\c",
+        "a1\\sOK",
+        "\\c",
+        "\\r\\n",
+    ];
+    let pop3: &[&str] = &[
+        "ABORT",
+        "-ERR",
+        "+OK",
+        "\\c",
+        "\\r\\n",
+        "STLS\\r\\n\\c",
+        "+OK",
+        "\\c",
+        "\\r\\n",
+    ];
+    let cases = [
+        Prelude {
+            chat: imap,
+            greeting: b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n",
+            command: b"a1 STARTTLS\r\n",
+            reply: b"a1 OK Begin TLS negotiation now\r\n",
+        },
+        Prelude {
+            chat: pop3,
+            greeting: b"+OK POP3 ready\r\n",
+            command: b"STLS\r\n",
+            reply: b"+OK Begin TLS\r\n",
+        },
+    ];
+    for Prelude {
+        chat,
+        greeting,
+        command,
+        reply,
+    } in cases
+    {
+        let (server, remote) = scripted_peer();
+        let listen = free_address();
+        let _tunnel = Tunnel::start(&client_args(&[], &listen, &remote, chat), 1);
+
+        let (mut plaintext, mut cipher) = open_session(&listen, &server);
+        cipher.write_all(greeting).expect("send greeting");
+        expect_bytes(&mut cipher, command);
+        cipher.write_all(reply).expect("send reply");
+        expect_clean_end(&mut cipher);
+        expect_clean_end(&mut plaintext);
+    }
 }
 
 #[test]
@@ -577,7 +677,7 @@ fn chat_program_uses_connection_as_stdio() {
     let (_plaintext, mut cipher) = open_session(&listen, &server);
     cipher.write_all(b"* OK ready\r\n").expect("send greeting");
     expect_bytes(&mut cipher, b"a1 STARTTLS\r\n");
-    expect_end(&mut cipher);
+    expect_clean_end(&mut cipher);
     tunnel.wait_for_log("cannot connect to the TLS Pool", 1);
 
     // A greeting the program rejects makes it exit 1, which ends the connection.
