@@ -16,7 +16,7 @@ use tracing::debug;
 use crate::TunnelError;
 
 /// The environment variable that marks the background copy.
-const CHILD_MARKER: &str = "TLSTUNNEL_BACKGROUND_CHILD";
+pub(crate) const CHILD_MARKER: &str = "TLSTUNNEL_BACKGROUND_CHILD";
 
 /// The line the background copy writes once its listeners are bound.
 const READY: &[u8] = b"ready\n";

@@ -73,8 +73,8 @@ pub trait Starttls: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Identities, TunnelError>> + Send;
 }
 
-/// [`Starttls`] through the TLS Pool daemon, over one shared client connection that is opened
-/// on first use and again after it was lost.
+/// [`Starttls`] through the TLS Pool daemon, over one client connection that all tunnel
+/// connections share and that is opened on first use.
 #[derive(Debug)]
 pub struct PoolStarttls {
     socket_path: Option<PathBuf>,

@@ -10,6 +10,7 @@ use tokio::time::{Instant, sleep, timeout_at};
 use tracing::debug;
 
 use crate::TunnelError;
+use crate::background::CHILD_MARKER;
 use crate::chat::{Action, Chat, ChatScript};
 use crate::net::{Stream, set_blocking};
 
@@ -128,6 +129,7 @@ async fn run_program(
     set_blocking(&input, true)?;
     let status = tokio::process::Command::new(program)
         .args(args)
+        .env_remove(CHILD_MARKER)
         .stdin(Stdio::from(input))
         .stdout(Stdio::from(output))
         .kill_on_drop(true)
