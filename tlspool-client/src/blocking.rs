@@ -5,6 +5,8 @@
 //! stream's write lock for one whole record, so threads never interleave their records.
 
 use std::net::Shutdown;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
@@ -16,7 +18,11 @@ use tlspool_proto::{Payload, Record};
 
 use crate::mux::{self, Router};
 use crate::socket::{self, connect_error};
-use crate::{ClientError, PingReply, ping};
+use crate::starttls::{Negotiation, Step};
+use crate::{ClientError, PingReply, StartTlsRequest, ping};
+
+/// An established TLS session with a blocking plaintext socket.
+pub type TlsConnection = crate::TlsConnection<UnixStream>;
 
 /// A blocking connection to the TLS Pool daemon.
 ///
@@ -46,8 +52,7 @@ impl Client {
     /// [`ClientError::Io`] when the reader thread cannot start.
     pub fn connect(path: Option<&Path>) -> Result<Self, ClientError> {
         let path = socket::resolve_socket_path(path, None)?;
-        let stream = std::os::unix::net::UnixStream::connect(&path)
-            .map_err(|source| connect_error(&path, source))?;
+        let stream = UnixStream::connect(&path).map_err(|source| connect_error(&path, source))?;
         let reader_stream = stream.try_clone().map_err(|source| ClientError::Io {
             call: "dup of the TLS Pool socket",
             source,
@@ -100,14 +105,79 @@ impl Client {
         ping::reply(record)
     }
 
+    /// Hands the connected ciphertext `socket` to the daemon with a STARTTLS request, answers
+    /// the daemon's callbacks, and returns the established session with its plaintext side.
+    ///
+    /// `socket` is any descriptor of a connected TCP socket; a TLS client has usually just
+    /// connected it, a server accepted it. The daemon receives a copy with the request, and
+    /// `socket` itself is dropped once the daemon's first record arrives, so pass a
+    /// [`TcpStream`](std::net::TcpStream) by value to close it then, or by reference to keep
+    /// it. The daemon's `PIOC_STARTTLS_LOCALID_V2` callbacks go to the request's handler (see
+    /// [`StartTlsBuilder::localid_check`](crate::StartTlsBuilder::localid_check)), and for
+    /// `PIOC_PLAINTEXT_CONNECT_V2` the client creates a UNIX socket pair, hands one end to the
+    /// daemon and returns the other as [`TlsConnection::plaintext`](crate::TlsConnection).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Daemon`] when the daemon replies with ERROR, for example because the
+    /// handshake or the peer's validation failed, [`ClientError::InvalidRequest`] when the
+    /// local identity check handler returns an identity that does not fit,
+    /// [`ClientError::UnexpectedReply`] or [`ClientError::NoPlaintextRequested`] for a reply
+    /// out of protocol, [`ClientError::Disconnected`] when the connection closes first,
+    /// [`ClientError::Io`] when the control key or the socket pair cannot be made, and
+    /// [`ClientError::Proto`] when sending fails or a record does not decode.
+    ///
+    /// # Panics
+    ///
+    /// When called from inside an asynchronous runtime; use [`crate::Client`] there.
+    pub fn starttls<S: AsFd>(
+        &self,
+        socket: S,
+        request: &StartTlsRequest,
+    ) -> Result<TlsConnection, ClientError> {
+        let mut negotiation = Negotiation::new(request)?;
+        let mut exchange = self.shared.router.register()?;
+        let first = negotiation.request_record(exchange.reqid());
+        self.send(&first, Some(socket.as_fd()))?;
+
+        // The copies the daemon holds stay open: the cipher socket closes here after the
+        // first reply, a plaintext end handed over after the reply that follows it.
+        let mut cipher = Some(socket);
+        let mut handed: Option<OwnedFd> = None;
+        loop {
+            let record = exchange.next_blocking()?;
+            drop(cipher.take());
+            drop(handed.take());
+            match negotiation.on_record(record)? {
+                Step::Reply { record, fd } => {
+                    self.send(&record, fd.as_ref().map(AsFd::as_fd))?;
+                    handed = fd;
+                }
+                Step::Abort { record, error } => {
+                    self.send(&record, None)?;
+                    return Err(error);
+                }
+                Step::Established(connection) => return Ok(connection),
+            }
+        }
+    }
+
+    fn send(
+        &self,
+        record: &Record,
+        fd: Option<std::os::fd::BorrowedFd<'_>>,
+    ) -> Result<(), ClientError> {
+        self.shared
+            .writer
+            .send_record(record, fd)
+            .map_err(socket::send_error)
+    }
+
     /// Sends a request that has no callbacks and returns the daemon's final record.
     fn call(&self, payload: Payload) -> Result<Record, ClientError> {
         let mut exchange = self.shared.router.register()?;
         let record = Record::new(exchange.reqid(), payload);
-        self.shared
-            .writer
-            .send_record(&record, None)
-            .map_err(socket::send_error)?;
+        self.send(&record, None)?;
         exchange.next_blocking()
     }
 }

@@ -6,7 +6,7 @@
 //! task sends the records that callers queue, so a caller that drops its future half-way never
 //! leaves a partly sent record on the stream.
 
-use std::os::fd::{AsFd as _, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -20,7 +20,8 @@ use tlspool_proto::{Payload, ProtoError, Record};
 
 use crate::mux::{self, Router};
 use crate::socket::{self, connect_error};
-use crate::{ClientError, PingReply, ping};
+use crate::starttls::{Negotiation, Step};
+use crate::{ClientError, PingReply, StartTlsRequest, TlsConnection, ping};
 
 /// An asynchronous connection to the TLS Pool daemon.
 ///
@@ -106,6 +107,53 @@ impl Client {
         ping::reply(record)
     }
 
+    /// Hands the connected ciphertext `socket` to the daemon with a STARTTLS request, answers
+    /// the daemon's callbacks, and returns the established session with its plaintext side
+    /// as a tokio [`UnixStream`].
+    ///
+    /// `socket` is any descriptor of a connected TCP socket, such as a
+    /// [`std::net::TcpStream`]. The daemon receives a copy with the request, and `socket`
+    /// itself is dropped once the daemon's first record arrives. Callbacks are answered as
+    /// [`blocking::Client::starttls`](crate::blocking::Client::starttls) describes; the local
+    /// identity check handler runs on the task that awaits this call.
+    ///
+    /// # Errors
+    ///
+    /// As [`blocking::Client::starttls`](crate::blocking::Client::starttls), and
+    /// [`ClientError::Io`] when the plaintext socket cannot be registered with tokio.
+    pub async fn starttls<S: AsFd>(
+        &self,
+        socket: S,
+        request: &StartTlsRequest,
+    ) -> Result<TlsConnection<UnixStream>, ClientError> {
+        let mut negotiation = Negotiation::new(request)?;
+        let mut exchange = self.shared.router.register()?;
+        let first = negotiation.request_record(exchange.reqid());
+        self.send(first, Some(duplicate(socket.as_fd())?)).await?;
+
+        // The writer task closes the duplicates it sends. The caller's socket closes here
+        // after the first reply, a plaintext end handed over after the reply that follows it.
+        let mut cipher = Some(socket);
+        let mut handed: Option<OwnedFd> = None;
+        loop {
+            let record = exchange.next().await?;
+            drop(cipher.take());
+            drop(handed.take());
+            match negotiation.on_record(record)? {
+                Step::Reply { record, fd } => {
+                    let copy = fd.as_ref().map(|fd| duplicate(fd.as_fd())).transpose()?;
+                    self.send(record, copy).await?;
+                    handed = fd;
+                }
+                Step::Abort { record, error } => {
+                    self.send(record, None).await?;
+                    return Err(error);
+                }
+                Step::Established(connection) => return into_async(connection),
+            }
+        }
+    }
+
     /// Sends a request that has no callbacks and returns the daemon's final record.
     async fn call(&self, payload: Payload) -> Result<Record, ClientError> {
         let mut exchange = self.shared.router.register()?;
@@ -136,6 +184,36 @@ impl Drop for Shared {
         // drops its handles on the socket, and the last one closes it.
         self.reader.abort();
     }
+}
+
+/// Duplicates `fd` for the writer task, which closes its copy after sending.
+fn duplicate(fd: std::os::fd::BorrowedFd<'_>) -> Result<OwnedFd, ClientError> {
+    fd.try_clone_to_owned().map_err(|source| ClientError::Io {
+        call: "dup of a descriptor to pass",
+        source,
+    })
+}
+
+/// Registers the plaintext side of an established session with tokio.
+fn into_async(
+    connection: TlsConnection<std::os::unix::net::UnixStream>,
+) -> Result<TlsConnection<UnixStream>, ClientError> {
+    let register_error = |source| ClientError::Io {
+        call: "registering the plaintext socket with tokio",
+        source,
+    };
+    connection
+        .plaintext
+        .set_nonblocking(true)
+        .map_err(register_error)?;
+    let plaintext = UnixStream::from_std(connection.plaintext).map_err(register_error)?;
+    Ok(TlsConnection {
+        plaintext,
+        local_id: connection.local_id,
+        remote_id: connection.remote_id,
+        ctlkey: connection.ctlkey,
+        flags: connection.flags,
+    })
 }
 
 /// Sends queued records in order until every [`Client`] handle is gone.

@@ -55,6 +55,43 @@ pub enum ClientError {
         cmd: u32,
     },
 
+    /// A STARTTLS request field holds a value the request cannot carry.
+    #[error("invalid STARTTLS {field}: {reason}")]
+    InvalidRequest {
+        /// Wire name of the field, such as `service` or `localid`.
+        field: &'static str,
+        /// What is wrong with the value.
+        reason: String,
+    },
+
+    /// The daemon finished STARTTLS without asking for the plaintext socket, so the session
+    /// has no plaintext side this client holds.
+    #[error("the TLS Pool completed STARTTLS without a PLAINTEXT_CONNECT callback")]
+    NoPlaintextRequested,
+
+    /// A TCP operation of `tlspoolctl` failed, such as connecting to the server or binding
+    /// the listening address.
+    #[error("{action} {address} failed")]
+    Tcp {
+        /// What failed, such as `connect to` or `listen on`.
+        action: &'static str,
+        /// The address as given on the command line.
+        address: String,
+        /// The operating system error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// Starting the command of `tlspoolctl serve --exec` failed.
+    #[error("starting sh -c {command:?} failed")]
+    Exec {
+        /// The command line.
+        command: String,
+        /// The operating system error.
+        #[source]
+        source: io::Error,
+    },
+
     /// Every request id is taken by an outstanding request on this connection.
     #[error("all 65536 request ids are in use by outstanding requests")]
     RequestIdsExhausted,

@@ -26,6 +26,55 @@
 //! # Ok::<(), tlspool_client::ClientError>(())
 //! ```
 //!
+//! # STARTTLS
+//!
+//! `starttls()` hands a connected TCP socket to the daemon, which runs the TLS handshake with
+//! keys it holds and returns the plaintext side as a UNIX socket. A [`StartTlsRequest`] names
+//! the role and the identities; [`TlsConnection`] reports the identities the daemon used.
+//!
+//! ```no_run
+//! use std::io::{Read as _, Write as _};
+//! use std::net::TcpStream;
+//!
+//! use tlspool_client::{StartTlsRequest, blocking};
+//!
+//! let client = blocking::Client::connect(None)?;
+//! let request = StartTlsRequest::client("peer.dev.example").service("generic").build()?;
+//! let tcp = TcpStream::connect("127.0.0.1:4433").expect("connect to the server");
+//! let mut connection = client.starttls(tcp, &request)?;
+//! println!("{} talks to {}", connection.local_id, connection.remote_id);
+//! connection.plaintext.write_all(b"hello\n").expect("send");
+//! let mut reply = [0u8; 6];
+//! connection.plaintext.read_exact(&mut reply).expect("receive");
+//! # Ok::<(), tlspool_client::ClientError>(())
+//! ```
+//!
+//! A server passes an accepted socket and may check the local identity the daemon proposes:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), tlspool_client::ClientError> {
+//! use tlspool_client::{Client, LocalIdDecision, StartTlsFlags, StartTlsRequest};
+//! use tokio::io::AsyncWriteExt as _;
+//!
+//! let client = Client::connect(None).await?;
+//! let request = StartTlsRequest::server("dev.example")
+//!     .flags(StartTlsFlags::REQUEST_REMOTEID)
+//!     .localid_check(|check| {
+//!         if check.local_id.ends_with("dev.example") {
+//!             LocalIdDecision::Accept
+//!         } else {
+//!             LocalIdDecision::Reject
+//!         }
+//!     })
+//!     .build()?;
+//! let listener = std::net::TcpListener::bind("127.0.0.1:4433").expect("bind");
+//! let (tcp, _) = listener.accept().expect("accept");
+//! let mut connection = client.starttls(tcp, &request).await?;
+//! connection.plaintext.write_all(b"welcome\n").await.expect("send");
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Socket location
 //!
 //! `connect(Some(path))` uses `path`. `connect(None)` uses the first `socket_name` line of the
@@ -43,7 +92,8 @@
 //!
 //! # Known limitations
 //!
-//! - Only PING is implemented so far; STARTTLS and the other requests will follow.
+//! - PING and STARTTLS over TCP are implemented. UDP and SCTP sessions, renegotiation,
+//!   CONTROL_DETACH/REATTACH, PRNG, INFO and the PINENTRY and LIDENTRY services are not yet.
 //! - The configuration reader comes from `tlspool-core`, which also links GnuTLS and LMDB.
 
 #![warn(missing_docs)]
@@ -56,9 +106,14 @@ mod error;
 mod mux;
 mod ping;
 mod socket;
+mod starttls;
 
 pub use client::Client;
 pub use error::ClientError;
 pub use ping::PingReply;
 pub use socket::{MAX_SOCKET_PATH_LEN, resolve_socket_path};
-pub use tlspool_proto::{ErrorCode, Facilities};
+pub use starttls::{
+    DEFAULT_SERVICE, HandshakeTimeout, LocalIdCheck, LocalIdDecision, StartTlsBuilder,
+    StartTlsRequest, TlsConnection,
+};
+pub use tlspool_proto::{CtlKey, ErrorCode, Facilities, StartTlsFlags};

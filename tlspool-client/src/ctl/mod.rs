@@ -2,6 +2,11 @@
 //!
 //! Each subcommand writes its result to the given output and returns a [`ClientError`] on
 //! failure. The binary prints the error with [`error_message`] and picks the exit status.
+//! `connect` and `serve` live in their own modules; both report the negotiated identities on
+//! standard error in the form of [`identity_lines`].
+
+mod connect;
+mod serve;
 
 use std::error::Error as _;
 use std::io::{self, Write};
@@ -12,6 +17,9 @@ use argh::FromArgs;
 use tlspool_proto::Facilities;
 
 use crate::{ClientError, PingReply, blocking, resolve_socket_path};
+
+pub use connect::ConnectCommand;
+pub use serve::ServeCommand;
 
 /// Query and control the TLS Pool daemon over its UNIX socket.
 #[derive(Debug, FromArgs)]
@@ -37,6 +45,10 @@ pub struct Options {
 pub enum Command {
     /// `tlspoolctl ping`.
     Ping(PingCommand),
+    /// `tlspoolctl connect`.
+    Connect(ConnectCommand),
+    /// `tlspoolctl serve`.
+    Serve(ServeCommand),
 }
 
 /// Print the daemon's identity and the facilities it offers.
@@ -54,6 +66,8 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), ClientError> {
     let socket = resolve_socket_path(options.socket.as_deref(), options.config.as_deref())?;
     match &options.command {
         Command::Ping(PingCommand {}) => ping(&socket, out),
+        Command::Connect(command) => connect::run(&socket, command, out),
+        Command::Serve(command) => serve::run(&socket, command),
     }
 }
 
@@ -62,10 +76,7 @@ fn ping(socket: &Path, out: &mut dyn Write) -> Result<(), ClientError> {
     let client = blocking::Client::connect(Some(socket))?;
     let reply = client.ping()?;
     out.write_all(ping_output(&reply).as_bytes())
-        .map_err(|source| ClientError::Io {
-            call: "write to standard output",
-            source,
-        })
+        .map_err(stdout_error)
 }
 
 /// Formats a PING reply as two lines: `producer: ` and the daemon's identity, then
@@ -76,6 +87,31 @@ pub fn ping_output(reply: &PingReply) -> String {
         reply.producer,
         facility_names(reply.facilities)
     )
+}
+
+/// Formats the identities of an established session as two lines, `local-id: ` and the local
+/// identity, then `remote-id: ` and the remote identity, with `(none)` for an empty one.
+pub fn identity_lines(local_id: &str, remote_id: &str) -> String {
+    let shown = |id: &str| {
+        if id.is_empty() {
+            "(none)".to_owned()
+        } else {
+            id.to_owned()
+        }
+    };
+    format!(
+        "local-id: {}\nremote-id: {}\n",
+        shown(local_id),
+        shown(remote_id)
+    )
+}
+
+/// Wraps a failed write to standard output.
+fn stdout_error(source: io::Error) -> ClientError {
+    ClientError::Io {
+        call: "write to standard output",
+        source,
+    }
 }
 
 /// Names the facilities in `facilities`, separated by single spaces and in bit order:
@@ -163,6 +199,22 @@ mod tests {
         assert_eq!(
             ping_output(&reply),
             "producer: 20151111api@tlspool.arpa2.net\nfacilities: none\n"
+        );
+    }
+
+    #[test]
+    fn identity_lines_show_both_identities() {
+        assert_eq!(
+            identity_lines("dev.example", "peer.dev.example"),
+            "local-id: dev.example\nremote-id: peer.dev.example\n"
+        );
+    }
+
+    #[test]
+    fn identity_lines_mark_empty_identity() {
+        assert_eq!(
+            identity_lines("dev.example", ""),
+            "local-id: dev.example\nremote-id: (none)\n"
         );
     }
 
