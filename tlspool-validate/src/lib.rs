@@ -54,9 +54,13 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cache;
 mod error;
+pub mod ldap;
 pub mod valexp;
 pub mod x509;
 
+pub use cache::{CacheConfig, CacheKey, CheckKind, OnlineCache};
 pub use error::ValexpError;
+pub use ldap::{Credential, DirectoryError, GlobalDirectory, Outcome};
 pub use x509::ValidateError;
