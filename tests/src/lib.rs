@@ -1,6 +1,8 @@
 //! Integration tests that start the built TLS Pool binaries against real servers on loopback.
 
 pub mod daemon;
+pub mod ldap;
+pub mod memcached;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
