@@ -21,6 +21,7 @@ mod flags;
 mod localid;
 mod output;
 mod trust;
+mod valexp;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ pub use dev_init::DevInitArgs;
 pub use disclose::DiscloseArgs;
 pub use localid::LocalIdArgs;
 pub use trust::TrustArgs;
+pub use valexp::ValexpArgs;
 
 /// Configuration file read when `-c` is not given.
 pub const DEFAULT_CONFIG: &str = "/etc/tlspool.conf";
@@ -68,6 +70,8 @@ pub enum Command {
     DevInit(DevInitArgs),
     /// Validate a peer's certificate chain and name against the trust anchors.
     CheckChain(CheckChainArgs),
+    /// Print the normal form of a validation expression and trace its evaluation.
+    Valexp(ValexpArgs),
 }
 
 /// Runs one `tlspool-admin` command, writing its output to `out`.
@@ -77,21 +81,16 @@ pub enum Command {
 /// Any failure, with the step that failed as context; the binary prints it and exits with
 /// the status [`exit_code`] returns.
 pub fn run(args: &AdminArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    // dev-init writes the configuration file instead of reading one.
-    if let Command::DevInit(cmd) = &args.command {
-        return dev_init::run(cmd, out);
-    }
-    // check-chain reads the configuration only when no --anchors bundle is given.
-    if let Command::CheckChain(cmd) = &args.command {
-        return check_chain::run(&args.config, cmd, out);
-    }
-    let settings = config::DbSettings::load(&args.config)?;
     match &args.command {
-        Command::LocalId(cmd) => localid::run(&settings, cmd, out),
-        Command::Disclose(cmd) => disclose::run(&settings, cmd, out),
-        Command::Trust(cmd) => trust::run(&settings, cmd, out),
-        Command::Db(cmd) => db::run(&settings, cmd, out),
-        Command::DevInit(_) | Command::CheckChain(_) => unreachable!("returned above"),
+        // These do not open the databases named by the configuration: dev-init writes the
+        // configuration, check-chain reads it only without --anchors, valexp never.
+        Command::DevInit(cmd) => dev_init::run(cmd, out),
+        Command::CheckChain(cmd) => check_chain::run(&args.config, cmd, out),
+        Command::Valexp(cmd) => valexp::run(cmd, out),
+        Command::LocalId(cmd) => localid::run(&config::DbSettings::load(&args.config)?, cmd, out),
+        Command::Disclose(cmd) => disclose::run(&config::DbSettings::load(&args.config)?, cmd, out),
+        Command::Trust(cmd) => trust::run(&config::DbSettings::load(&args.config)?, cmd, out),
+        Command::Db(cmd) => db::run(&config::DbSettings::load(&args.config)?, cmd, out),
     }
 }
 

@@ -14,12 +14,12 @@ use crate::valexp::{NormalForm, Predicate, Registration};
 /// The lines, in order:
 ///
 /// 1. The printed form of the normal form.
-/// 2. For each vector:
-///    - `vector V`, with the vector as given;
+/// 2. For each vector, with no line of its own to mark where it starts:
 ///    - the registration's events;
 ///    - for each letter: `set P true` or `set P false`, then the events of that result (none
 ///      when it is ignored), then `value FORM` with the printed form of the live cases;
-///    - `unregister`, then the unregistration's events.
+///    - the unregistration's events (the stops of predicates still wanted, and `final failed`
+///      when no result was reached).
 ///
 /// Events print as `start P`, `stop P`, `final validated` and `final failed`, one per line in
 /// the order the engine returns them.
@@ -30,7 +30,6 @@ use crate::valexp::{NormalForm, Predicate, Registration};
 ///     lines,
 ///     [
 ///         "i | e~i | e",
-///         "vector ~e~ti",
 ///         "start i",
 ///         "start e",
 ///         "set e false",
@@ -42,7 +41,6 @@ use crate::valexp::{NormalForm, Predicate, Registration};
 ///         "stop i",
 ///         "final validated",
 ///         "value 1",
-///         "unregister",
 ///     ]
 /// );
 /// # Ok::<(), tlspool_validate::ValexpError>(())
@@ -62,8 +60,7 @@ pub fn trace(expression: &str, vectors: &[&str]) -> Result<Vec<String>, ValexpEr
         .collect::<Result<Vec<_>, _>>()?;
 
     let mut lines = vec![form.to_string()];
-    for (vector, steps) in vectors.iter().zip(signals) {
-        lines.push(format!("vector {vector}"));
+    for steps in signals {
         let (mut registration, events) = Registration::register(form.clone());
         lines.extend(events.iter().map(ToString::to_string));
 
@@ -74,7 +71,6 @@ pub fn trace(expression: &str, vectors: &[&str]) -> Result<Vec<String>, ValexpEr
             lines.push(format!("value {}", registration.printed_live_cases()));
         }
 
-        lines.push("unregister".to_owned());
         lines.extend(registration.unregister().iter().map(ToString::to_string));
     }
     Ok(lines)
@@ -123,7 +119,6 @@ mod tests {
             lines("e1i?", &["e", "et"]),
             [
                 "i | e~i | e",
-                "vector e",
                 "start i",
                 "start e",
                 "set e true",
@@ -131,8 +126,6 @@ mod tests {
                 "stop e",
                 "final validated",
                 "value 1",
-                "unregister",
-                "vector et",
                 "start i",
                 "start e",
                 "set e true",
@@ -142,7 +135,6 @@ mod tests {
                 "value 1",
                 "set t true",
                 "value 1",
-                "unregister",
             ]
         );
     }
@@ -153,7 +145,6 @@ mod tests {
             lines("ad&", &["~a~d", "d"]),
             [
                 "ad",
-                "vector ~a~d",
                 "start a",
                 "start d",
                 "set a false",
@@ -163,14 +154,11 @@ mod tests {
                 "value 0",
                 "set d true",
                 "value 0",
-                "unregister",
-                "vector d",
                 "start a",
                 "start d",
                 "set d true",
                 "stop d",
                 "value a",
-                "unregister",
                 "stop a",
                 "final failed",
             ]
@@ -183,12 +171,8 @@ mod tests {
             lines("0", &["", ""]),
             [
                 "0",
-                "vector ",
                 "final failed",
-                "unregister",
-                "vector ",
                 "final failed",
-                "unregister",
             ]
         );
     }
@@ -199,12 +183,10 @@ mod tests {
             lines("a1|", &["a"]),
             [
                 "1 | a",
-                "vector a",
                 "final validated",
                 "start a",
                 "set a true",
                 "value 1",
-                "unregister",
             ]
         );
     }
