@@ -55,12 +55,14 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod dns;
 mod error;
 pub mod ldap;
 pub mod valexp;
 pub mod x509;
 
 pub use cache::{CacheConfig, CacheKey, CheckKind, OnlineCache};
+pub use dns::{DnsError, Resolver};
 pub use error::ValexpError;
 pub use ldap::{Credential, DirectoryError, GlobalDirectory, Outcome};
 pub use x509::ValidateError;
