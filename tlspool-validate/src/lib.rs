@@ -55,6 +55,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod dane;
 pub mod dns;
 mod error;
 pub mod ldap;
@@ -62,6 +63,7 @@ pub mod valexp;
 pub mod x509;
 
 pub use cache::{CacheConfig, CacheKey, CheckKind, OnlineCache};
+pub use dane::DaneOutcome;
 pub use dns::{DnsError, Resolver};
 pub use error::ValexpError;
 pub use ldap::{Credential, DirectoryError, GlobalDirectory, Outcome};
