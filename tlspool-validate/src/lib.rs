@@ -59,6 +59,7 @@ pub mod dane;
 pub mod dns;
 mod error;
 pub mod ldap;
+pub mod openpgp;
 pub mod valexp;
 pub mod x509;
 
@@ -67,4 +68,5 @@ pub use dane::DaneOutcome;
 pub use dns::{DnsError, Resolver};
 pub use error::ValexpError;
 pub use ldap::{Credential, DirectoryError, GlobalDirectory, Outcome};
+pub use openpgp::OpenPgpError;
 pub use x509::ValidateError;
