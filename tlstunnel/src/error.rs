@@ -195,10 +195,6 @@ pub enum TunnelError {
     #[error("the TLS Pool request failed")]
     Pool(#[from] ClientError),
 
-    /// The TLS Pool client library of this build cannot run STARTTLS.
-    #[error("this build of tlstunnel cannot request STARTTLS from the TLS Pool yet")]
-    StarttlsUnavailable,
-
     /// Going into the background with `--daemon` failed.
     #[error("cannot go into the background: {step}")]
     Daemonize {

@@ -18,8 +18,8 @@
 //!
 //! # Known limitations
 //!
-//! - The TLS Pool client library has no STARTTLS request yet, so every connection ends after
-//!   its chat with [`TunnelError::StarttlsUnavailable`].
+//! - tlstunnel relays between the daemon's plaintext end and the plaintext connection
+//!   itself, because the client library replies to PLAINTEXT_CONNECT with its own socket pair.
 //! - DTLS over UDP and SCTP are rejected.
 
 #![warn(missing_docs)]

@@ -283,3 +283,54 @@ pub(crate) fn set_blocking(fd: &impl AsFd, blocking: bool) -> Result<(), TunnelE
         source: errno.into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn connects_by_remote_identity() {
+        let directory = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let socket = directory.path().join("alice@example.com.sock");
+        let listener = UnixListener::bind(&socket)
+            .unwrap_or_else(|e| panic!("bind {}: {e}", socket.display()));
+        let template = format!("{}/%R.sock", directory.path().display());
+        let address = Address::parse(&template).unwrap_or_else(|e| panic!("{e}"));
+        let addresses = [address];
+
+        let opened = Stream::connect_any(&addresses, "mx.example.com", "alice@example.com").await;
+        assert!(matches!(opened, Ok(Stream::Unix(_))), "{opened:?}");
+        assert!(listener.accept().await.is_ok());
+
+        let hostile = Stream::connect_any(&addresses, "", "../alice@example.com").await;
+        assert!(
+            matches!(hostile, Err(TunnelError::UnsafeExpansion { .. })),
+            "{hostile:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn tries_forward_addresses_in_order() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .unwrap_or_else(|e| panic!("free port: {e}"));
+        let open = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let open_address = open.local_addr().unwrap_or_else(|e| panic!("address: {e}"));
+        let addresses = [
+            Address::parse(&closed.to_string()).unwrap_or_else(|e| panic!("{e}")),
+            Address::parse(&open_address.to_string()).unwrap_or_else(|e| panic!("{e}")),
+        ];
+
+        let stream = Stream::connect_any(&addresses, "", "").await;
+        assert!(matches!(stream, Ok(Stream::Tcp(_))), "{stream:?}");
+        assert!(open.accept().await.is_ok());
+
+        let failed = Stream::connect_any(&addresses[..1], "", "").await;
+        assert!(
+            matches!(failed, Err(TunnelError::Connect { .. })),
+            "{failed:?}"
+        );
+    }
+}

@@ -1,23 +1,21 @@
 //! The point where a prepared connection is handed to the TLS Pool: the [`Starttls`] trait,
-//! the request it carries, and the plaintext side the daemon relays to.
+//! the request it carries, and the session it returns.
 //!
-//! In client mode the plaintext side is the accepted connection, known before the handshake.
-//! In server mode it is opened on the daemon's PLAINTEXT_CONNECT callback, after the
-//! handshake, so a UNIX socket path can use the negotiated identities.
+//! The daemon runs the handshake on the cipher-side connection and relays its application
+//! data to the plaintext end of the [`Session`], a socket pair end that the client library
+//! hands over in reply to the daemon's PLAINTEXT_CONNECT callback.
 
 use std::future::Future;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::Arc;
 
+use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 use tracing::debug;
 
-use tlspool_client::Client;
-use tlspool_proto::StartTlsFlags;
+use tlspool_client::{Client, ClientError, StartTlsRequest};
 
-use crate::net::Stream;
-use crate::{Address, TunnelError};
+use crate::TunnelError;
 
 /// The TLS role of tlstunnel on the cipher-side connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,35 +44,32 @@ pub struct StartRequest {
     pub identities: Identities,
     /// The IANA service name, at most 15 bytes.
     pub service: String,
-    /// The role flags plus `FORK` when `-f` was given.
-    pub flags: StartTlsFlags,
-    /// The handshake timeout in milliseconds; 0 lets the daemon choose.
-    pub timeout_ms: u32,
+    /// Whether to set `PIOF_STARTTLS_FORK` (`-f`).
+    pub fork: bool,
 }
 
-/// The plaintext side of a session.
+/// An established TLS session.
 #[derive(Debug)]
-pub enum Plaintext {
-    /// A descriptor that is ready now: the accepted connection in client mode.
-    Ready(OwnedFd),
-    /// Forward addresses to connect to once the identities are known, in server mode.
-    Connect(Arc<[Address]>),
+pub struct Session {
+    /// The identities the daemon reports: the local identity it used and the authenticated
+    /// remote identity, each empty when there is none.
+    pub identities: Identities,
+    /// The plaintext end: bytes written here leave as TLS application data.
+    pub plaintext: UnixStream,
 }
 
 /// Runs STARTTLS on a prepared cipher-side connection.
 pub trait Starttls: Send + Sync + 'static {
-    /// Hands `cipher` to the TLS Pool with `request`; on the daemon's PLAINTEXT_CONNECT
-    /// callback, opens the plaintext side with [`Plaintext::open`]. Returns the negotiated identities.
+    /// Hands `cipher` to the TLS Pool with `request` and returns the established session.
     fn start(
         &self,
         cipher: OwnedFd,
         request: StartRequest,
-        plaintext: Plaintext,
-    ) -> impl Future<Output = Result<Identities, TunnelError>> + Send;
+    ) -> impl Future<Output = Result<Session, TunnelError>> + Send;
 }
 
 /// [`Starttls`] through the TLS Pool daemon, over one client connection that all tunnel
-/// connections share and that is opened on first use.
+/// connections share. It is opened on first use and again after the daemon closed it.
 #[derive(Debug)]
 pub struct PoolStarttls {
     socket_path: Option<PathBuf>,
@@ -82,42 +77,29 @@ pub struct PoolStarttls {
 }
 
 impl StartRequest {
-    /// Builds the request for `role` with the flags the role needs.
-    pub fn new(role: Role, identities: Identities, service: String, fork: bool) -> Self {
-        let mut flags = match role {
-            Role::Client => StartTlsFlags::LOCALROLE_CLIENT | StartTlsFlags::REMOTEROLE_SERVER,
-            Role::Server => StartTlsFlags::LOCALROLE_SERVER | StartTlsFlags::REMOTEROLE_CLIENT,
-        };
-        if fork {
-            flags |= StartTlsFlags::FORK;
-        }
-        Self {
-            role,
-            identities,
-            service,
-            flags,
-            timeout_ms: 0,
-        }
-    }
-}
-
-impl Plaintext {
-    /// Returns the plaintext descriptor: the ready one, or a connection to the first forward
-    /// address that accepts, with `%L` and `%R` expanded from `identities`.
+    /// Converts the request into the client library's form: the role flags, `FORK` when
+    /// requested, the identities and the service, and the daemon's default handshake timeout.
     ///
     /// # Errors
     ///
-    /// See [`Stream::connect_any`].
-    pub async fn open(self, identities: &Identities) -> Result<OwnedFd, TunnelError> {
-        match self {
-            Self::Ready(fd) => Ok(fd),
-            Self::Connect(addresses) => {
-                let stream =
-                    Stream::connect_any(&addresses, &identities.local_id, &identities.remote_id)
-                        .await?;
-                stream.into_owned_fd()
-            }
+    /// [`TunnelError::Pool`] when a field does not fit the protocol.
+    pub fn to_pool_request(&self) -> Result<StartTlsRequest, TunnelError> {
+        let Identities {
+            local_id,
+            remote_id,
+        } = &self.identities;
+        let mut builder = match self.role {
+            Role::Client => StartTlsRequest::client(remote_id.as_str()),
+            Role::Server => StartTlsRequest::server(local_id.as_str()),
+        };
+        builder
+            .local_id(local_id.as_str())
+            .remote_id(remote_id.as_str())
+            .service(self.service.as_str());
+        if self.fork {
+            builder.fork();
         }
+        Ok(builder.build()?)
     }
 }
 
@@ -140,23 +122,35 @@ impl PoolStarttls {
         debug!(path = %connected.socket_path().display(), "connected to the TLS Pool");
         Ok(client.insert(connected).clone())
     }
+
+    /// Drops the shared client after the daemon closed its connection, so the next request
+    /// connects again.
+    async fn forget_client(&self) {
+        *self.client.lock().await = None;
+    }
 }
 
 impl Starttls for PoolStarttls {
-    async fn start(
-        &self,
-        cipher: OwnedFd,
-        request: StartRequest,
-        plaintext: Plaintext,
-    ) -> Result<Identities, TunnelError> {
-        let _client = self.client().await?;
+    async fn start(&self, cipher: OwnedFd, request: StartRequest) -> Result<Session, TunnelError> {
+        let pool_request = request.to_pool_request()?;
+        let client = self.client().await?;
         debug!(role = ?request.role, service = %request.service, "requesting STARTTLS");
 
-        // NOTE: the client library offers no STARTTLS call yet; once it does, this sends
-        // `request` with `cipher`, replies to PLAINTEXT_CONNECT with `plaintext.open(..)` and
-        // returns the negotiated identities. Until then every connection ends here.
-        drop((cipher, plaintext));
-        Err(TunnelError::StarttlsUnavailable)
+        let connection = match client.starttls(cipher, &pool_request).await {
+            Ok(connection) => connection,
+            Err(ClientError::Disconnected) => {
+                self.forget_client().await;
+                return Err(ClientError::Disconnected.into());
+            }
+            Err(error) => return Err(error.into()),
+        };
+        Ok(Session {
+            identities: Identities {
+                local_id: connection.local_id,
+                remote_id: connection.remote_id,
+            },
+            plaintext: connection.plaintext,
+        })
     }
 }
 
@@ -164,48 +158,34 @@ impl Starttls for PoolStarttls {
 mod tests {
     use super::*;
 
+    fn request(role: Role, fork: bool) -> StartTlsRequest {
+        let identities = Identities {
+            local_id: "me@example.com".into(),
+            remote_id: "mx.example.com".into(),
+        };
+        let request = StartRequest {
+            role,
+            identities,
+            service: "smtp".into(),
+            fork,
+        };
+        request
+            .to_pool_request()
+            .unwrap_or_else(|error| panic!("{error}"))
+    }
+
     #[test]
-    fn client_request_flags() {
-        let request = StartRequest::new(Role::Client, Identities::default(), "smtp".into(), false);
-        assert_eq!(request.flags.bits(), 0x0000_0009);
-        let forked = StartRequest::new(Role::Client, Identities::default(), "smtp".into(), true);
-        assert_eq!(forked.flags.bits(), 0x0000_4009);
+    fn client_request_fields() {
+        let plain = request(Role::Client, false);
+        assert_eq!(plain.flags().bits(), 0x0000_0009);
+        assert_eq!(plain.local_id(), "me@example.com");
+        assert_eq!(plain.remote_id(), "mx.example.com");
+        assert_eq!(plain.service(), "smtp");
+        assert_eq!(request(Role::Client, true).flags().bits(), 0x0000_4009);
     }
 
     #[test]
     fn server_request_flags() {
-        let request = StartRequest::new(Role::Server, Identities::default(), "http".into(), false);
-        assert_eq!(request.flags.bits(), 0x0000_0006);
-    }
-
-    #[tokio::test]
-    async fn plaintext_connects_by_remote_identity() {
-        let directory = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let socket = directory.path().join("alice@example.com.sock");
-        let listener = tokio::net::UnixListener::bind(&socket)
-            .unwrap_or_else(|e| panic!("bind {}: {e}", socket.display()));
-        let template = format!("{}/%R.sock", directory.path().display());
-        let address = Address::parse(&template).unwrap_or_else(|e| panic!("{e}"));
-        let identities = Identities {
-            local_id: "mail.example.com".into(),
-            remote_id: "alice@example.com".into(),
-        };
-
-        let plaintext = Plaintext::Connect(Arc::from(vec![address.clone()]));
-        let opened = plaintext.open(&identities).await;
-        assert!(opened.is_ok(), "{opened:?}");
-        assert!(listener.accept().await.is_ok());
-
-        let hostile = Identities {
-            local_id: String::new(),
-            remote_id: "../alice@example.com".into(),
-        };
-        let refused = Plaintext::Connect(Arc::from(vec![address]))
-            .open(&hostile)
-            .await;
-        assert!(
-            matches!(refused, Err(TunnelError::UnsafeExpansion { .. })),
-            "{refused:?}"
-        );
+        assert_eq!(request(Role::Server, false).flags().bits(), 0x0000_0006);
     }
 }

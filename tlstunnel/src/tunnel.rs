@@ -8,18 +8,21 @@
 
 use std::error::Error;
 use std::fmt::Write as _;
+use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::io::copy_bidirectional;
+use tokio::net::UnixStream;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::TunnelError;
 use crate::cli::Options;
 use crate::net::{Listener, Peer, Stream};
-use crate::starttls::{Identities, Plaintext, Role, StartRequest, Starttls};
+use crate::starttls::{Identities, Role, Session, StartRequest, Starttls};
 
 /// The pause after a failed accept, such as one for lack of descriptors, before the next.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -135,51 +138,82 @@ impl<S: Starttls> Tunnel<S> {
         listener.remove_socket_file();
     }
 
-    /// Sets up one connection and logs the outcome; the permit is held until it ends.
+    /// Sets up one connection, relays it and logs the outcome. The permit is held until the
+    /// session ends, so the limit counts relayed sessions too.
     async fn handle(self: Arc<Self>, accepted: Stream, peer: Peer, _permit: OwnedSemaphorePermit) {
-        match self.set_up(accepted).await {
-            Ok(negotiated) => info!(
-                %peer,
-                local_id = %negotiated.local_id,
-                remote_id = %negotiated.remote_id,
-                "tls session established"
-            ),
-            Err(error) => warn!(%peer, error = %chain(&error), "connection set-up failed"),
+        let (session, plaintext) = match self.set_up(accepted).await {
+            Ok(established) => established,
+            Err(error) => {
+                warn!(%peer, error = %chain(&error), "connection set-up failed");
+                return;
+            }
+        };
+        info!(
+            %peer,
+            local_id = %session.identities.local_id,
+            remote_id = %session.identities.remote_id,
+            "tls session established"
+        );
+        match relay(session.plaintext, plaintext).await {
+            Ok((to_plaintext, from_plaintext)) => {
+                debug!(%peer, to_plaintext, from_plaintext, "tls session ended");
+            }
+            Err(error) => warn!(%peer, %error, "relaying the tls session failed"),
         }
     }
 
-    /// Runs the chat and STARTTLS for one accepted connection.
-    async fn set_up(&self, accepted: Stream) -> Result<Identities, TunnelError> {
+    /// Runs the chat and STARTTLS for one accepted connection and opens its plaintext side.
+    async fn set_up(&self, accepted: Stream) -> Result<(Session, Stream), TunnelError> {
         let options = &self.options;
-        let requested = Identities {
-            local_id: options.local_id.clone(),
-            remote_id: options.remote_id.clone(),
+        let request = StartRequest {
+            role: options.role,
+            identities: Identities {
+                local_id: options.local_id.clone(),
+                remote_id: options.remote_id.clone(),
+            },
+            service: options.service.clone(),
+            fork: options.fork,
         };
-        let request = StartRequest::new(
-            options.role,
-            requested.clone(),
-            options.service.clone(),
-            options.fork,
-        );
+        let requested = &request.identities;
 
-        let (mut cipher, plaintext) = match options.role {
+        let (mut cipher, client_plaintext) = match options.role {
             Role::Client => {
                 // The connection precedes the handshake, so paths expand the requested ids.
                 let cipher =
                     Stream::connect_any(&options.remote, &requested.local_id, &requested.remote_id)
                         .await?;
-                (cipher, Plaintext::Ready(accepted.into_owned_fd()?))
+                (cipher, Some(accepted))
             }
-            Role::Server => (
-                accepted,
-                Plaintext::Connect(Arc::from(options.remote.as_slice())),
-            ),
+            Role::Server => (accepted, None),
         };
         options.chat.run(&mut cipher).await?;
-        self.starttls
-            .start(cipher.into_owned_fd()?, request, plaintext)
-            .await
+        let session = self
+            .starttls
+            .start(cipher.into_owned_fd()?, request)
+            .await?;
+
+        // A server forwards to an address that may depend on the negotiated identities.
+        let plaintext = match client_plaintext {
+            Some(accepted) => accepted,
+            None => {
+                let negotiated = &session.identities;
+                Stream::connect_any(&options.remote, &negotiated.local_id, &negotiated.remote_id)
+                    .await?
+            }
+        };
+        Ok((session, plaintext))
     }
+}
+
+/// Copies between the session's plaintext end and the plaintext connection until both
+/// directions reach end of file, and returns the byte counts towards and from the plaintext
+/// connection.
+async fn relay(mut session: UnixStream, plaintext: Stream) -> io::Result<(u64, u64)> {
+    let (from_plaintext, to_plaintext) = match plaintext {
+        Stream::Tcp(mut stream) => copy_bidirectional(&mut stream, &mut session).await?,
+        Stream::Unix(mut stream) => copy_bidirectional(&mut stream, &mut session).await?,
+    };
+    Ok((to_plaintext, from_plaintext))
 }
 
 /// Formats an error with its causes, as `outer: inner: ...`.
