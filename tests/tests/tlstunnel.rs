@@ -2,11 +2,12 @@
 //! and server mode against scripted plaintext peers on loopback, the external chat program,
 //! the connection limit, the drain on SIGTERM, and `--daemon` with `--pidfile`.
 //!
-//! No TLS Pool daemon runs here (`-S` names a socket that does not exist), so every
-//! connection ends where STARTTLS would begin. The tests check the bytes exchanged up to that
-//! point, and that the tunnel closes both sides and keeps serving.
+//! Most tests run without a TLS Pool daemon (`-S` names a socket that does not exist), so
+//! every connection ends where STARTTLS would begin. They check the bytes exchanged up to that
+//! point, and that the tunnel closes both sides and keeps serving. One test hands the prepared
+//! connection to the built daemon without credentials, which rejects the request.
 
-use std::io::{BufRead as _, BufReader, ErrorKind, Write as _};
+use std::io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -836,4 +837,37 @@ fn daemon_mode_reports_bind_failure() {
         "{stderr}"
     );
     drop(taken);
+}
+
+#[test]
+fn starttls_reaches_daemon_after_prelude() {
+    // Builds the daemon binary that the harness starts.
+    bin_path("tlspool");
+    let daemon = tlspool_tests::daemon::TestDaemon::start(&[]);
+    let (server, remote) = scripted_peer();
+    let listen = free_address();
+    let pool_socket = path_str(daemon.socket_path()).to_owned();
+    let extra = ["-S", pool_socket.as_str()];
+    let tunnel = Tunnel::start(&client_args(&extra, &listen, &remote, &SMTP_CLIENT_CHAT), 1);
+
+    let (_plaintext, mut cipher) = open_session(&listen, &server);
+    play_smtp_server(&mut cipher);
+
+    // Whatever the daemon sends next is the start of its TLS handshake: a handshake record.
+    cipher
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("read timeout");
+    let mut first = [0u8; 1];
+    if let Ok(1) = cipher.read(&mut first) {
+        assert_eq!(first[0], 0x16, "the daemon sent a non-handshake record");
+    }
+    drop(cipher);
+
+    // The daemon has no credentials here, so the request ends with its error.
+    tunnel.wait_for_log("the TLS Pool request failed", 1);
+    assert!(
+        !tunnel.log().contains("cannot connect to the TLS Pool"),
+        "{}",
+        tunnel.log()
+    );
 }
