@@ -5,12 +5,14 @@
 //! Most tests run without a TLS Pool daemon (`-S` names a socket that does not exist), so
 //! every connection ends where STARTTLS would begin. They check the bytes exchanged up to that
 //! point, and that the tunnel closes both sides and keeps serving. One test hands the prepared
-//! connection to the built daemon without credentials, which rejects the request.
+//! connection to the built daemon without credentials, which rejects the request, and one
+//! runs a real TLS session with the credentials of `tlspool-admin dev-init` and `gnutls-cli`
+//! as the client, forwarded to a UNIX socket backend chosen by `%R`.
 
 use std::io::{BufRead as _, BufReader, ErrorKind, Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
@@ -870,4 +872,143 @@ fn starttls_reaches_daemon_after_prelude() {
         "{}",
         tunnel.log()
     );
+}
+
+/// A daemon with the credentials of `tlspool-admin dev-init` for `dev.example`, killed when
+/// dropped.
+struct DevDaemon {
+    child: Child,
+    directory: TempDir,
+}
+
+impl DevDaemon {
+    fn start() -> Self {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let setup = directory.path().join("dev");
+        let output = Command::new(bin_path("tlspool-admin"))
+            .args(["dev-init", path_str(&setup), "--domain", "dev.example"])
+            .output()
+            .expect("run tlspool-admin dev-init");
+        assert!(
+            output.status.success(),
+            "dev-init failed: {}",
+            stderr_of(&output)
+        );
+
+        let child = Command::new(bin_path("tlspool"))
+            .args(["-f", "-c", path_str(&setup.join("tlspool.conf"))])
+            .env("SOFTHSM2_CONF", setup.join("softhsm2.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tlspool");
+        let daemon = Self { child, directory };
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        while !daemon.socket().exists() {
+            assert!(
+                Instant::now() < deadline,
+                "the daemon did not create its socket"
+            );
+            thread::sleep(POLL_INTERVAL);
+        }
+        daemon
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.directory.path().join("dev").join(name)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.file("tlspool.sock")
+    }
+}
+
+impl Drop for DevDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn server_forwards_to_backend_of_remote_id() {
+    let daemon = DevDaemon::start();
+    let backends = tempfile::tempdir().expect("temporary directory");
+    let backend = UnixListener::bind(backends.path().join("peer.dev.example.sock"))
+        .expect("bind the backend of peer.dev.example");
+    let template = format!("{}/%R.sock", path_str(backends.path()));
+    let listen = free_address();
+    let socket = daemon.socket();
+    let args = [
+        "-s",
+        "-l",
+        &listen,
+        "-r",
+        &template,
+        "-L",
+        "dev.example",
+        "-s",
+        "https",
+    ];
+    let tunnel = Tunnel::start(
+        &[&args[..1], &["-S", path_str(&socket)], &args[1..]].concat(),
+        1,
+    );
+
+    // The backend returns the first six bytes it reads behind a prefix, then closes.
+    let served = thread::spawn(move || {
+        backend.set_nonblocking(true).expect("non-blocking backend");
+        let deadline = Instant::now() + STEP_TIMEOUT;
+        let mut stream = loop {
+            match backend.accept() {
+                Ok((stream, _)) => break stream,
+                Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "the tunnel did not reach the backend"
+                    );
+                    thread::sleep(POLL_INTERVAL);
+                }
+                Err(error) => panic!("accept on the backend failed: {error}"),
+            }
+        };
+        stream.set_nonblocking(false).expect("blocking stream");
+        stream
+            .set_read_timeout(Some(STEP_TIMEOUT))
+            .expect("read timeout");
+        let mut request = [0u8; 6];
+        stream
+            .read_exact(&mut request)
+            .expect("read from the tunnel");
+        stream.write_all(b"echo:").expect("write to the tunnel");
+        stream.write_all(&request).expect("write to the tunnel");
+    });
+
+    let (port_host, port) = listen.rsplit_once(':').expect("host:port");
+    let mut client = Command::new("gnutls-cli")
+        .args(["--x509cafile", path_str(&daemon.file("ca.pem"))])
+        .args(["--x509certfile", path_str(&daemon.file("peer-cert.pem"))])
+        .args(["--x509keyfile", path_str(&daemon.file("peer-key.pem"))])
+        .args([
+            "--verify-hostname",
+            "dev.example",
+            "--port",
+            port,
+            port_host,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start gnutls-cli");
+    let mut input = client.stdin.take().expect("piped stdin");
+    input.write_all(b"hello\n").expect("write to gnutls-cli");
+    served.join().expect("the backend served one request");
+    drop(input);
+    let output = client.wait_with_output().expect("wait for gnutls-cli");
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("echo:hello"), "{stdout}\n{}", tunnel.log());
+    tunnel.wait_for_log("remote_id=peer.dev.example", 1);
 }
