@@ -773,6 +773,18 @@ fn sigterm_grace_period_ends_stalled_connection() {
     expect_end(&mut cipher);
 }
 
+/// Kills a background tunnel by process id when a test ends, also when it fails early.
+struct KillOnDrop(String);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.0])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 #[test]
 fn daemon_mode_returns_once_bound() {
     let (server, remote) = scripted_peer();
@@ -795,6 +807,7 @@ fn daemon_mode_returns_once_bound() {
     assert!(started.elapsed() < STEP_TIMEOUT);
     let pid = std::fs::read_to_string(&pidfile).expect("the PID file exists once bound");
     let pid = pid.trim().to_owned();
+    let _guard = KillOnDrop(pid.clone());
 
     // The background process serves the listener.
     let _plaintext = TcpStream::connect(&listen).expect("connect to the background tunnel");
