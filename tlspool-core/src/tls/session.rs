@@ -374,7 +374,17 @@ impl Session {
         if buf.is_empty() {
             return Ok(ReadOutcome::Data(0));
         }
-        let ret = self.handle.record_recv(buf);
+        // GnuTLS 3.7.9 returns GNUTLS_E_AGAIN after a TLS 1.3 post-handshake message (such as
+        // a NewSessionTicket) even when more records are buffered, which stalled relays to
+        // gnutls-serv and openssl s_server. So it is called again while it consumes input.
+        let mut buffered = self.handle.inbound_len();
+        let mut ret = self.handle.record_recv(buf);
+        while (ret == sys::GNUTLS_E_AGAIN as isize || ret == sys::GNUTLS_E_INTERRUPTED as isize)
+            && self.handle.inbound_len() < buffered
+        {
+            buffered = self.handle.inbound_len();
+            ret = self.handle.record_recv(buf);
+        }
         if ret > 0 {
             trace!(len = ret, "tls record received");
             return Ok(ReadOutcome::Data(ret as usize));
