@@ -117,26 +117,24 @@ fn starttls_payload(flags: StartTlsFlags) -> StartTls {
 
 #[test]
 fn ping_answers_identity_and_offered_facilities() {
-    let configurations: [&[&str]; 4] = [
-        &[],
-        &["allow_facilities starttls"],
-        &["deny_facilities starttls"],
-        &["allow_facilities *", "deny_facilities "],
+    let configurations: [(&[&str], Facilities); 4] = [
+        (&[], Facilities::STARTTLS),
+        (&["allow_facilities starttls"], Facilities::STARTTLS),
+        (&["deny_facilities starttls"], Facilities::empty()),
+        (
+            &["allow_facilities *", "deny_facilities "],
+            Facilities::STARTTLS,
+        ),
     ];
-    for lines in configurations {
+    for (lines, offered) in configurations {
         let daemon = TestDaemon::start(lines);
         let reply = daemon.ping(77);
         assert_ping_answer(&reply, 77);
         let Payload::Ping(ping) = reply.payload else {
             unreachable!("checked above");
         };
-        // STARTTLS is not implemented yet, so no facility is offered whatever the
-        // configuration allows; reserved bits are never offered.
-        assert_eq!(
-            ping.facilities,
-            Facilities::empty(),
-            "configuration {lines:?}"
-        );
+        // Reserved bits are never offered, whatever the configuration allows.
+        assert_eq!(ping.facilities, offered, "configuration {lines:?}");
     }
 }
 

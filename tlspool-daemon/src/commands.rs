@@ -1,7 +1,8 @@
 //! Handlers of the commands that run in their own task: STARTTLS, PINENTRY, PRNG, INFO,
 //! CONTROL_DETACH, CONTROL_REATTACH and LIDENTRY_REGISTER.
 //!
-//! None of these capabilities exists in this daemon yet, so each request gets ERROR
+//! STARTTLS runs in [`crate::starttls`], which sends its callbacks and final reply itself.
+//! The other commands are not built yet, so each request gets ERROR
 //! `E_TLSPOOL_COMMAND_NOTIMPL` with a message naming the command.
 
 use std::sync::Arc;
@@ -9,10 +10,13 @@ use std::sync::Arc;
 use tracing::debug;
 
 use tlspool_core::logging::TARGET_UNIXSOCK;
+use tlspool_proto::tokio::RecordWriter;
 use tlspool_proto::{ErrorCode, Record};
 
 use crate::callbacks::{CallbackTable, ConnectionId};
 use crate::protocol::Request;
+use crate::sessions::SessionRegistry;
+use crate::starttls::TlsResources;
 
 /// Context of a command handler besides its request.
 #[derive(Debug, Clone)]
@@ -21,14 +25,20 @@ pub struct CommandContext {
     pub connection: ConnectionId,
     /// The daemon's callback table, for handlers that call the client back.
     pub callbacks: Arc<CallbackTable>,
+    /// The sending half of the connection, shared with the connection task.
+    pub writer: RecordWriter,
+    /// The databases and TLS settings of STARTTLS.
+    pub tls: Arc<TlsResources>,
+    /// The registry of established sessions.
+    pub sessions: Arc<SessionRegistry>,
 }
 
 /// Runs `request` and returns its final reply.
 pub async fn execute(request: Request, context: &CommandContext) -> Record {
     let reqid = request.record.reqid;
     let name = request.command.name();
-    // NOTE: no command handler exists yet; STARTTLS, PRNG, INFO, CONTROL, PINENTRY and
-    // LIDENTRY all reply E_TLSPOOL_COMMAND_NOTIMPL until their capability is built.
+    // NOTE: PRNG, INFO, CONTROL, PINENTRY and LIDENTRY reply E_TLSPOOL_COMMAND_NOTIMPL until
+    // their capability is built.
     debug!(target: TARGET_UNIXSOCK, connection = context.connection.0, reqid, command = name,
         "command not implemented");
     drop(request.fd);

@@ -1,6 +1,11 @@
 //! The task that drives one client connection: it reads records, passes each to the
 //! connection's [`ConnectionProtocol`] and carries out the action, with command handlers
 //! running concurrently in a task set that ends with the connection.
+//!
+//! A STARTTLS request negotiates in that task set, so a client that disconnects aborts its
+//! handshakes. The relay of an established session runs in a task of its own, which the
+//! session registry stops when this connection closes, unless the session was detached or
+//! started with `FORK`.
 
 use std::sync::Arc;
 
@@ -10,11 +15,13 @@ use tracing::debug;
 
 use tlspool_core::logging::TARGET_UNIXSOCK;
 use tlspool_proto::tokio::{RecordWriter, split};
-use tlspool_proto::{Facilities, ProtoError, Record};
+use tlspool_proto::{CommandCode, Facilities, ProtoError, Record};
 
 use crate::callbacks::{CallbackTable, ConnectionId};
 use crate::commands::{self, CommandContext};
 use crate::protocol::{Action, ConnectionProtocol};
+use crate::sessions::SessionRegistry;
+use crate::starttls::{self, TlsResources};
 
 /// Maximum requests of one connection that run at once. At the limit the connection stops
 /// reading until one finishes, so a flooding client cannot make the daemon buffer without limit.
@@ -27,6 +34,10 @@ pub struct Shared {
     pub offered: Facilities,
     /// The daemon-wide callback table.
     pub callbacks: Arc<CallbackTable>,
+    /// The databases and TLS settings of STARTTLS.
+    pub tls: Arc<TlsResources>,
+    /// The daemon-wide registry of established sessions.
+    pub sessions: Arc<SessionRegistry>,
 }
 
 /// Serves the client on `stream` until it closes the connection or the task is aborted.
@@ -37,6 +48,9 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
     let context = CommandContext {
         connection,
         callbacks: Arc::clone(&shared.callbacks),
+        writer: writer.clone(),
+        tls: Arc::clone(&shared.tls),
+        sessions: Arc::clone(&shared.sessions),
     };
     let mut requests = JoinSet::new();
     debug!(target: TARGET_UNIXSOCK, connection = connection.0, "client connected");
@@ -73,6 +87,9 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
                     break;
                 }
             }
+            Action::Run(request) if request.command == CommandCode::StartTls => {
+                requests.spawn(starttls::serve(request, context.clone()));
+            }
             Action::Run(request) => {
                 let writer = writer.clone();
                 let context = context.clone();
@@ -88,6 +105,7 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
     // Requests in progress are abandoned; dropping the protocol completes their callbacks.
     requests.shutdown().await;
     drop(protocol);
+    shared.sessions.release_connection(connection);
     debug!(target: TARGET_UNIXSOCK, connection = connection.0, "connection closed");
 }
 

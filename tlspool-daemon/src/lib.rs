@@ -4,7 +4,9 @@
 //! file, creates the listening sockets in file order and drops privileges. Then it switches to
 //! the background unless `-f` was given, and serves the TLS Pool version 2 protocol until
 //! SIGTERM, SIGINT or SIGHUP. Each client connection is one task on a small tokio runtime. Its
-//! protocol rules live in the sans-IO [`protocol::ConnectionProtocol`].
+//! protocol rules live in the sans-IO [`protocol::ConnectionProtocol`]; each STARTTLS request
+//! runs in a task of [`starttls`], and established sessions sit in a
+//! [`sessions::SessionRegistry`].
 //!
 //! ```no_run
 //! use tlspool_daemon::Options;
@@ -21,8 +23,9 @@
 //!
 //! # Known limitations
 //!
-//! - PING offers no facility, because STARTTLS is not built yet. Every command except PING
-//!   gets ERROR `E_TLSPOOL_COMMAND_NOTIMPL`.
+//! - STARTTLS serves new sessions over TCP in the client and server roles (see
+//!   [`starttls`]); renegotiation, the peer role, UDP and SCTP are not built. Every command
+//!   other than PING and STARTTLS gets ERROR `E_TLSPOOL_COMMAND_NOTIMPL`.
 //! - Socket and PID files are removed at exit through directories opened before `chroot`, but
 //!   after `daemon_user` the daemon may lack the permission to remove them.
 
@@ -41,7 +44,10 @@ pub mod pidfile;
 pub mod privileges;
 pub mod protocol;
 mod server;
+pub mod sessions;
+pub mod starttls;
 mod startup;
+mod tokens;
 
 pub use error::DaemonError;
 pub use options::{DEFAULT_CONFIG_FILE, Options};

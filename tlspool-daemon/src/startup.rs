@@ -1,6 +1,9 @@
 //! The start-up sequence and the run of the daemon, in the order the TLS Pool version 2
 //! protocol's daemon follows: configuration, logging, PID file, sockets in file order,
-//! privileges, background, serve, clean up.
+//! privileges, background, databases and PKCS #11, serve, clean up.
+//!
+//! The databases and the PKCS #11 module are opened after the switch to the background,
+//! because neither an LMDB environment nor a PKCS #11 module may be used across `fork`.
 
 use std::process;
 use std::sync::Arc;
@@ -9,6 +12,8 @@ use anyhow::Context as _;
 use tracing::{info, warn};
 
 use tlspool_core::config::Config;
+use tlspool_core::configvar;
+use tlspool_core::db::{DbEnv, DbNames, OpenMode};
 use tlspool_core::logging::{TARGET_DAEMON, TARGET_FILES, init_subscriber};
 use tlspool_proto::Facilities;
 
@@ -21,14 +26,15 @@ use crate::options::Options;
 use crate::pidfile::PidFile;
 use crate::privileges::Privileges;
 use crate::server;
+use crate::sessions::SessionRegistry;
+use crate::starttls::TlsResources;
+use crate::tokens;
 
 /// Worker threads of the runtime. Connections are tasks, so a few threads serve many.
 const WORKER_THREADS: usize = 2;
 
 /// The facilities this daemon implements.
-// NOTE: STARTTLS is not built yet, so PING offers no facility whatever `allow_facilities`
-// contains; add `Facilities::STARTTLS` here once STARTTLS requests are served.
-const IMPLEMENTED_FACILITIES: Facilities = Facilities::empty();
+const IMPLEMENTED_FACILITIES: Facilities = Facilities::STARTTLS;
 
 /// Runs the daemon with `options` until a stop signal, or prints the version for `-V`.
 ///
@@ -90,11 +96,21 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         }
     }
 
+    let databases = open_databases(&config)?;
+    let pkcs11_module =
+        tokens::set_up(&config, databases.as_ref()).context("setting up PKCS #11")?;
+    let tls = TlsResources {
+        databases,
+        priority: config.tls_priority().to_owned(),
+    };
+
     let (sockets, socket_files): (Vec<_>, Vec<_>) =
         listeners.into_iter().map(Listener::into_parts).unzip();
     let shared = Arc::new(Shared {
         offered: offered_facilities(&config),
         callbacks: CallbackTable::new(),
+        tls: Arc::new(tls),
+        sessions: SessionRegistry::new(),
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKER_THREADS)
@@ -113,11 +129,42 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     };
     runtime.block_on(server::serve(sockets, shared, on_ready))?;
     drop(runtime);
+    drop(pkcs11_module);
 
     drop(socket_files);
     drop(pid_file);
     info!(target: TARGET_DAEMON, "stopped");
     Ok(())
+}
+
+/// Opens the databases of `dbenv_dir` read-only, or returns `None` without `dbenv_dir`.
+fn open_databases(config: &Config) -> anyhow::Result<Option<DbEnv>> {
+    let Some(dir) = config.dbenv_dir() else {
+        warn!(target: TARGET_FILES, "no dbenv_dir configured, so every STARTTLS request fails");
+        return Ok(None);
+    };
+    let names = database_names(config);
+    let databases = DbEnv::open(dir, &names, OpenMode::ReadOnly).with_context(|| {
+        format!(
+            "opening the databases in {} (create them with tlspool-admin db create)",
+            dir.display()
+        )
+    })?;
+    info!(target: TARGET_FILES, dir = %dir.display(), "databases opened");
+    Ok(Some(databases))
+}
+
+/// Returns the database names of `db_localid`, `db_disclose` and `db_trust`, read as
+/// `tlspool-admin` reads them, so the daemon opens the databases the tool writes.
+fn database_names(config: &Config) -> DbNames {
+    let defaults = DbNames::default();
+    let name =
+        |key: &str, default: String| configvar(Some(config.origin()), key).unwrap_or(default);
+    DbNames {
+        localid: name("db_localid", defaults.localid),
+        disclose: name("db_disclose", defaults.disclose),
+        trust: name("db_trust", defaults.trust),
+    }
 }
 
 /// Returns the facilities PING offers: implemented, current and allowed by the configuration.

@@ -1,0 +1,325 @@
+//! The daemon-wide registry of established TLS sessions, keyed by the 16-byte control key the
+//! application chose.
+//!
+//! A registered session has a controlling connection, or none when it is detached, and a
+//! forked flag. Commands that name a session succeed only on the connection it is attached
+//! to. When a control connection closes, every session attached to it stops, unless it was
+//! started with `FORK`: then it becomes detached and lives on. A session leaves the registry
+//! when its [`Registration`] is dropped, which the relay task does when the session ends.
+//!
+//! DETACH and REATTACH follow the outcome table of the TLS Pool version 2 protocol
+//! ([`SessionRegistry::detach`], [`SessionRegistry::reattach`]); the commands themselves are
+//! not served yet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use tlspool_core::logging::TARGET_UNIXSOCK;
+use tlspool_proto::{CtlKey, ErrorCode};
+
+use crate::callbacks::ConnectionId;
+
+/// The registry, shared by every connection.
+#[derive(Debug, Default)]
+pub struct SessionRegistry {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    sessions: HashMap<CtlKey, Entry>,
+    next_generation: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    owner: Option<ConnectionId>,
+    forked: bool,
+    generation: u64,
+    stop: CancellationToken,
+}
+
+/// A session's place in the registry; dropping it unregisters the control key.
+#[derive(Debug)]
+pub struct Registration {
+    registry: Arc<SessionRegistry>,
+    ctlkey: CtlKey,
+    generation: u64,
+    stop: CancellationToken,
+}
+
+/// The error of [`SessionRegistry::register`]: another session has the control key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the control key is registered to another session")]
+pub struct CtlKeyInUse;
+
+/// Why DETACH or REATTACH failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ControlError {
+    /// No session has the control key.
+    #[error("no session has the control key")]
+    NotFound,
+    /// DETACH of a session that is already detached.
+    #[error("the session is detached")]
+    Detached,
+    /// DETACH of a session attached to another connection.
+    #[error("the session is attached to another connection")]
+    NotYours,
+    /// REATTACH of a session that is attached.
+    #[error("the session is attached")]
+    Attached,
+}
+
+impl SessionRegistry {
+    /// Creates an empty registry.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Registers `ctlkey`, attached to `owner` (or detached for `None`), surviving the
+    /// owner's close if `forked`.
+    ///
+    /// # Errors
+    ///
+    /// [`CtlKeyInUse`] when another session has the key.
+    pub fn register(
+        self: &Arc<Self>,
+        ctlkey: CtlKey,
+        owner: Option<ConnectionId>,
+        forked: bool,
+    ) -> Result<Registration, CtlKeyInUse> {
+        let mut state = self.lock();
+        if state.sessions.contains_key(&ctlkey) {
+            return Err(CtlKeyInUse);
+        }
+        let generation = state.next_generation;
+        state.next_generation += 1;
+        let stop = CancellationToken::new();
+        state.sessions.insert(
+            ctlkey,
+            Entry {
+                owner,
+                forked,
+                generation,
+                stop: stop.clone(),
+            },
+        );
+        Ok(Registration {
+            registry: Arc::clone(self),
+            ctlkey,
+            generation,
+            stop,
+        })
+    }
+
+    /// Detaches the session of `ctlkey` from `connection`, which must be its owner.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::NotFound`], [`ControlError::Detached`] or [`ControlError::NotYours`].
+    pub fn detach(&self, ctlkey: &CtlKey, connection: ConnectionId) -> Result<(), ControlError> {
+        let mut state = self.lock();
+        let entry = state
+            .sessions
+            .get_mut(ctlkey)
+            .ok_or(ControlError::NotFound)?;
+        match entry.owner {
+            None => Err(ControlError::Detached),
+            Some(owner) if owner != connection => Err(ControlError::NotYours),
+            Some(_) => {
+                entry.owner = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// Attaches the detached session of `ctlkey` to `connection`.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::NotFound`] or [`ControlError::Attached`].
+    pub fn reattach(&self, ctlkey: &CtlKey, connection: ConnectionId) -> Result<(), ControlError> {
+        let mut state = self.lock();
+        let entry = state
+            .sessions
+            .get_mut(ctlkey)
+            .ok_or(ControlError::NotFound)?;
+        if entry.owner.is_some() {
+            return Err(ControlError::Attached);
+        }
+        entry.owner = Some(connection);
+        Ok(())
+    }
+
+    /// Tells whether the session of `ctlkey` is attached to `connection`, the condition of
+    /// every command that names a session.
+    pub fn is_attached_to(&self, ctlkey: &CtlKey, connection: ConnectionId) -> bool {
+        self.lock()
+            .sessions
+            .get(ctlkey)
+            .is_some_and(|entry| entry.owner == Some(connection))
+    }
+
+    /// Applies the close of `connection`: its forked sessions become detached, the others are
+    /// stopped and unregistered. Returns how many were stopped and how many detached.
+    pub fn release_connection(&self, connection: ConnectionId) -> (usize, usize) {
+        let mut stopped = 0;
+        let mut detached = 0;
+        self.lock().sessions.retain(|_, entry| {
+            if entry.owner != Some(connection) {
+                return true;
+            }
+            if entry.forked {
+                entry.owner = None;
+                detached += 1;
+                true
+            } else {
+                entry.stop.cancel();
+                stopped += 1;
+                false
+            }
+        });
+        if stopped + detached > 0 {
+            debug!(target: TARGET_UNIXSOCK, connection = connection.0, stopped, detached,
+                "applied the close of a control connection to its sessions");
+        }
+        (stopped, detached)
+    }
+
+    /// Returns the number of registered sessions.
+    pub fn len(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Tells whether no session is registered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update leaves the map consistent, so a panic elsewhere cannot corrupt it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Registration {
+    /// Returns the signal that stops the session: it is cancelled when the control
+    /// connection of an attached session without `FORK` closes.
+    pub fn stop_signal(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut state = self.registry.lock();
+        let current = state
+            .sessions
+            .get(&self.ctlkey)
+            .is_some_and(|entry| entry.generation == self.generation);
+        if current {
+            state.sessions.remove(&self.ctlkey);
+        }
+    }
+}
+
+impl ControlError {
+    /// Returns the TLS Pool error code of the ERROR reply.
+    pub fn error_code(self) -> ErrorCode {
+        match self {
+            Self::NotFound => ErrorCode::CtlkeyNotFound,
+            Self::Detached => ErrorCode::CtlkeyDetached,
+            Self::NotYours => ErrorCode::CtlkeyNotYours,
+            Self::Attached => ErrorCode::CtlkeyAttached,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINE: ConnectionId = ConnectionId(1);
+    const OTHER: ConnectionId = ConnectionId(2);
+
+    #[test]
+    fn duplicate_key_is_rejected() {
+        let registry = SessionRegistry::new();
+        let _first = registry.register([1; 16], Some(MINE), false).unwrap();
+        assert_eq!(
+            registry.register([1; 16], Some(OTHER), false).unwrap_err(),
+            CtlKeyInUse
+        );
+        assert!(registry.register([2; 16], Some(MINE), false).is_ok());
+    }
+
+    #[test]
+    fn dropped_registration_frees_key() {
+        let registry = SessionRegistry::new();
+        let first = registry.register([1; 16], Some(MINE), false).unwrap();
+        drop(first);
+        assert!(registry.is_empty());
+        assert!(registry.register([1; 16], Some(MINE), false).is_ok());
+    }
+
+    #[test]
+    fn close_stops_attached_and_detaches_forked() {
+        let registry = SessionRegistry::new();
+        let plain = registry.register([1; 16], Some(MINE), false).unwrap();
+        let forked = registry.register([2; 16], Some(MINE), true).unwrap();
+        let elsewhere = registry.register([3; 16], Some(OTHER), false).unwrap();
+        assert_eq!(registry.release_connection(MINE), (1, 1));
+        assert!(plain.stop_signal().is_cancelled());
+        assert!(!forked.stop_signal().is_cancelled());
+        assert!(!elsewhere.stop_signal().is_cancelled());
+        assert_eq!(registry.len(), 2);
+        assert!(!registry.is_attached_to(&[2; 16], MINE));
+        assert_eq!(registry.reattach(&[2; 16], OTHER), Ok(()));
+        assert!(registry.is_attached_to(&[2; 16], OTHER));
+    }
+
+    #[test]
+    fn stopped_key_can_be_reused_before_relay_ends() {
+        let registry = SessionRegistry::new();
+        let old = registry.register([1; 16], Some(MINE), false).unwrap();
+        registry.release_connection(MINE);
+        let new = registry.register([1; 16], Some(OTHER), false).unwrap();
+        drop(old);
+        assert!(registry.is_attached_to(&[1; 16], OTHER));
+        drop(new);
+        assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn detach_and_reattach_outcomes() {
+        let registry = SessionRegistry::new();
+        let _session = registry.register([1; 16], Some(MINE), false).unwrap();
+        let key = [1; 16];
+        assert_eq!(registry.detach(&[9; 16], MINE), Err(ControlError::NotFound));
+        assert_eq!(registry.detach(&key, OTHER), Err(ControlError::NotYours));
+        assert_eq!(registry.reattach(&key, OTHER), Err(ControlError::Attached));
+        assert_eq!(registry.detach(&key, MINE), Ok(()));
+        assert_eq!(registry.detach(&key, MINE), Err(ControlError::Detached));
+        assert_eq!(
+            registry.reattach(&[9; 16], MINE),
+            Err(ControlError::NotFound)
+        );
+        assert_eq!(registry.reattach(&key, OTHER), Ok(()));
+        assert_eq!(
+            ControlError::NotYours.error_code(),
+            ErrorCode::CtlkeyNotYours
+        );
+    }
+
+    #[test]
+    fn detached_session_survives_close() {
+        let registry = SessionRegistry::new();
+        let session = registry.register([1; 16], None, false).unwrap();
+        assert_eq!(registry.release_connection(MINE), (0, 0));
+        assert!(!session.stop_signal().is_cancelled());
+    }
+}

@@ -1,0 +1,415 @@
+//! The failures of a STARTTLS request and their one mapping to the ERROR record the client
+//! receives: a TLS Pool error code or an `errno` value, and a message that says what failed.
+//!
+//! Peer validation failures get Linux `errno` values of their own, so a client can tell them
+//! apart without parsing the message: `ENOKEY` for a missing peer certificate,
+//! `EKEYEXPIRED` for an expired one, `EKEYREVOKED` for a revoked one, `EACCES` for a name
+//! that does not match the requested remote identity, and `EKEYREJECTED` for every other
+//! reason (an untrusted chain, a bad signature, a missing key usage).
+
+use std::time::Duration;
+
+use tlspool_core::db::DbError;
+use tlspool_core::relay::RelayError;
+use tlspool_core::tls::TlsError;
+use tlspool_proto::{ErrorCode, Record};
+use tlspool_validate::ValidateError;
+
+/// `EACCES`: the peer's certificate does not carry the requested remote identity.
+const EACCES: i32 = 13;
+/// `EINVAL`: a request field contains a value that is not an identity.
+const EINVAL: i32 = 22;
+/// `EPROTONOSUPPORT`: `ipproto` is not TCP, UDP or SCTP.
+const EPROTONOSUPPORT: i32 = 93;
+/// `ETIMEDOUT`: the handshake did not finish within the request's timeout.
+const ETIMEDOUT: i32 = 110;
+/// `ENOKEY`: the peer sent no certificate although one is required.
+const ENOKEY: i32 = 126;
+/// `EKEYEXPIRED`: a certificate of the peer's chain has expired.
+const EKEYEXPIRED: i32 = 127;
+/// `EKEYREVOKED`: a certificate of the peer's chain is revoked.
+const EKEYREVOKED: i32 = 128;
+/// `EKEYREJECTED`: the peer's chain fails validation for any other reason.
+const EKEYREJECTED: i32 = 129;
+
+/// Why a STARTTLS request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartTlsError {
+    /// The request arrived without the ciphertext socket.
+    #[error("TLS Pool needs the ciphertext socket with a STARTTLS request")]
+    CipherSocketNeeded,
+
+    /// No local role is left after the roles were normalised against the remote roles.
+    #[error("TLS Pool found no local role in STARTTLS flags {flags:#010x}")]
+    NoLocalRole {
+        /// The flags of the request.
+        flags: u32,
+    },
+
+    /// Both local roles remain: the peer-to-peer role.
+    #[error("TLS Pool does not implement the peer role (local client and server at once)")]
+    PeerRoleNotImplemented,
+
+    /// `ipproto` names UDP or SCTP, for which no transport is built.
+    #[error("TLS Pool does not implement STARTTLS over {transport} (ipproto {ipproto}) yet")]
+    TransportNotImplemented {
+        /// `UDP` or `SCTP`.
+        transport: &'static str,
+        /// The `ipproto` field.
+        ipproto: u8,
+    },
+
+    /// `ipproto` is not an IP protocol STARTTLS can run over.
+    #[error("TLS Pool does not know ipproto {ipproto}; expected 6 (TCP), 17 (UDP) or 132 (SCTP)")]
+    UnknownTransport {
+        /// The `ipproto` field.
+        ipproto: u8,
+    },
+
+    /// The request has `RENEGOTIATE` set.
+    #[error("TLS Pool does not implement STARTTLS renegotiation yet")]
+    RenegotiationNotImplemented,
+
+    /// A request field is not a DoNAI.
+    #[error("TLS Pool rejects {field} {value:?}: {reason}")]
+    InvalidIdentity {
+        /// `localid` or `remoteid`, or the name source such as `server name`.
+        field: &'static str,
+        /// The value.
+        value: String,
+        /// Why it is not a DoNAI.
+        reason: String,
+    },
+
+    /// The daemon was started without `dbenv_dir`.
+    #[error("TLS Pool has no databases; configure dbenv_dir")]
+    NoDatabases,
+
+    /// A database read failed.
+    #[error("TLS Pool failed to read its databases: {source}")]
+    Database {
+        /// The database error.
+        #[source]
+        source: DbError,
+    },
+
+    /// A client-role request without `remoteid`, which the disclose lookup needs.
+    #[error("TLS Pool needs a remoteid to choose the client identity to disclose")]
+    RemoteIdNeeded,
+
+    /// No disclose selector matches the remote identity.
+    #[error("TLS Pool discloses no local identity to {remote_id}")]
+    NothingDisclosed {
+        /// The remote identity.
+        remote_id: String,
+    },
+
+    /// The localid database has no usable X.509 credential of the identity for this role.
+    #[error("TLS Pool has no local identity for {local_id}")]
+    NoLocalIdentity {
+        /// The local identity looked up.
+        local_id: String,
+    },
+
+    /// A server without `localid` received a ClientHello without a server name.
+    #[error("TLS Pool has no local identity: the client sent no server name and localid is empty")]
+    NoServerName,
+
+    /// The client's server name differs from the domain of the preset `localid`.
+    #[error("TLS Pool serves {local_id}, but the client asked for {server_name}")]
+    ServerNameMismatch {
+        /// The preset local identity.
+        local_id: String,
+        /// The DNS name of the client's SNI extension.
+        server_name: String,
+    },
+
+    /// A stored credential is unusable: no PKCS #11 URI, or a chain that does not split.
+    #[error("TLS Pool cannot use the credential of {local_id}: {reason}")]
+    InvalidCredential {
+        /// The local identity.
+        local_id: String,
+        /// What is wrong with the stored value.
+        reason: String,
+    },
+
+    /// GnuTLS could not load a credential, for instance because its token key did not open.
+    #[error("TLS Pool cannot load the credential of {local_id}: {source}")]
+    CredentialSetup {
+        /// The local identity.
+        local_id: String,
+        /// The GnuTLS error.
+        #[source]
+        source: TlsError,
+    },
+
+    /// Creating the TLS session failed (a priority string GnuTLS rejects, for instance).
+    #[error("TLS Pool cannot set up the TLS session: {source}")]
+    SessionSetup {
+        /// The GnuTLS error.
+        #[source]
+        source: TlsError,
+    },
+
+    /// The ciphertext descriptor cannot be used (not a stream socket, rejected by epoll).
+    #[error("TLS Pool cannot use the ciphertext socket: {reason}")]
+    SocketSetup {
+        /// The failed call and its error.
+        reason: String,
+    },
+
+    /// What the peer sent first is not a TLS ClientHello.
+    #[error("TLS Pool received no TLS ClientHello: {reason}")]
+    NotClientHello {
+        /// What was wrong with the bytes.
+        reason: String,
+    },
+
+    /// The handshake failed: an alert, a protocol error, a closed connection.
+    #[error("TLS Pool and peer failed during the TLS handshake: {detail}")]
+    HandshakeFailed {
+        /// The GnuTLS alert or error text.
+        detail: String,
+    },
+
+    /// The handshake did not finish in time.
+    #[error("TLS Pool handshake timed out after {} ms", timeout.as_millis())]
+    HandshakeTimedOut {
+        /// The timeout that passed.
+        timeout: Duration,
+    },
+
+    /// The peer sent no certificate, and the request did not make it optional.
+    #[error("TLS Pool requires a peer certificate and the peer sent none")]
+    PeerCertificateMissing,
+
+    /// The peer's certificate chain or name was rejected.
+    #[error("TLS Pool rejected the peer certificate: {source}")]
+    PeerRejected {
+        /// The precise reason.
+        #[source]
+        source: ValidateError,
+    },
+
+    /// The trust anchor carries a validation expression this daemon does not evaluate yet.
+    #[error("TLS Pool rejected the peer: validation expression {valexp:?} is not evaluated yet")]
+    ValidationExpressionNotEvaluated {
+        /// The expression of the anchor.
+        valexp: String,
+    },
+
+    /// The authenticated identity of the peer cannot be a remote identity.
+    #[error("TLS Pool found no usable identity in the peer certificate {subject:?}")]
+    NoPeerIdentity {
+        /// The subject of the peer's certificate.
+        subject: String,
+    },
+
+    /// All 1024 callback ids are in use.
+    #[error("TLS Pool has no free callback id (1024 callbacks outstanding)")]
+    CallbackTableFull,
+
+    /// The control connection closed while a callback was outstanding.
+    #[error("TLS Pool client disconnected during the {callback} callback")]
+    ClientDisconnected {
+        /// The callback command name.
+        callback: &'static str,
+    },
+
+    /// The client responded to a callback with ERROR.
+    #[error("TLS Pool client refused the {callback} callback: {message}")]
+    CallbackRefused {
+        /// The callback command name.
+        callback: &'static str,
+        /// The message of the client's ERROR.
+        message: String,
+    },
+
+    /// The client responded to the LOCALID callback with an empty `localid`.
+    #[error("TLS Pool client accepted no local identity (proposed {proposal:?})")]
+    NoLocalIdAccepted {
+        /// The proposed local identity.
+        proposal: String,
+    },
+
+    /// The client responded to a callback with another command.
+    #[error("TLS Pool expected {callback} in the callback response, got command {cmd:#010x}")]
+    BadCallbackResponse {
+        /// The callback command name.
+        callback: &'static str,
+        /// The command code of the answer.
+        cmd: u32,
+    },
+
+    /// The PLAINTEXT_CONNECT answer carried no descriptor.
+    #[error("TLS Pool needs the plaintext socket with the PLAINTEXT_CONNECT response")]
+    PlaintextSocketNeeded,
+
+    /// Another session has the control key.
+    #[error("TLS Pool cannot register the control key: another session uses it")]
+    CtlKeyInUse,
+}
+
+impl StartTlsError {
+    /// Returns the `tlserrno` of the ERROR record: a TLS Pool error code or an `errno` value.
+    pub fn tlserrno(&self) -> i32 {
+        match self {
+            Self::InvalidIdentity { .. } => EINVAL,
+            Self::UnknownTransport { .. } => EPROTONOSUPPORT,
+            Self::HandshakeTimedOut { .. } => ETIMEDOUT,
+            Self::PeerCertificateMissing => ENOKEY,
+            Self::PeerRejected { source } => validate_errno(source),
+            Self::ValidationExpressionNotEvaluated { .. } | Self::NoPeerIdentity { .. } => {
+                EKEYREJECTED
+            }
+            other => other.error_code().code(),
+        }
+    }
+
+    /// Builds the ERROR record for request `reqid`.
+    pub fn to_record(&self, reqid: u16) -> Record {
+        Record::error(reqid, self.tlserrno(), &self.to_string())
+    }
+
+    /// Returns the TLS Pool error code of the failures that have one.
+    fn error_code(&self) -> ErrorCode {
+        match self {
+            Self::CipherSocketNeeded => ErrorCode::CipherSocketNeeded,
+            Self::NoLocalRole { .. }
+            | Self::PeerRoleNotImplemented
+            | Self::TransportNotImplemented { .. }
+            | Self::RenegotiationNotImplemented => ErrorCode::CommandNotImpl,
+            Self::CallbackTableFull => ErrorCode::OutOfMemory,
+            Self::ClientDisconnected { .. } => ErrorCode::ClientDisconnect,
+            Self::CallbackRefused { .. } | Self::NoLocalIdAccepted { .. } => {
+                ErrorCode::ClientRefusesCallback
+            }
+            Self::BadCallbackResponse { .. } => ErrorCode::CommandBadCallbackResponse,
+            Self::PlaintextSocketNeeded => ErrorCode::PlainSocketNeeded,
+            Self::CtlKeyInUse => ErrorCode::CtlkeyRegistrationFailed,
+            Self::SessionSetup { .. } | Self::SocketSetup { .. } => {
+                ErrorCode::ConnectionHandlerSetup
+            }
+            Self::NotClientHello { .. } | Self::HandshakeFailed { .. } => {
+                ErrorCode::StirredNotShaken
+            }
+            _ => ErrorCode::ConnectionDriverSetup,
+        }
+    }
+
+    /// Classifies a failure of the handshake driver.
+    pub fn from_handshake(error: RelayError) -> Self {
+        match error {
+            RelayError::HandshakeTimedOut { timeout } => Self::HandshakeTimedOut { timeout },
+            RelayError::Tls { source, .. } => Self::from_tls_handshake(source),
+            RelayError::Setup { .. } | RelayError::NotStreamSocket { .. } => Self::SocketSetup {
+                reason: error.to_string(),
+            },
+            other => Self::HandshakeFailed {
+                detail: other.to_string(),
+            },
+        }
+    }
+
+    fn from_tls_handshake(error: TlsError) -> Self {
+        match error {
+            TlsError::NoPeerCertificate => Self::PeerCertificateMissing,
+            TlsError::HandshakeTimeout => Self::HandshakeFailed {
+                detail: "GnuTLS handshake timeout passed".to_owned(),
+            },
+            other => Self::HandshakeFailed {
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+impl From<DbError> for StartTlsError {
+    fn from(source: DbError) -> Self {
+        Self::Database { source }
+    }
+}
+
+/// Picks the `errno` value of a peer validation failure.
+fn validate_errno(error: &ValidateError) -> i32 {
+    match error {
+        ValidateError::EmptyChain => ENOKEY,
+        ValidateError::Expired { .. } => EKEYEXPIRED,
+        ValidateError::Revoked { .. } => EKEYREVOKED,
+        ValidateError::NameMismatch { .. } => EACCES,
+        _ => EKEYREJECTED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tlspool_proto::Payload;
+
+    use super::*;
+
+    #[test]
+    fn record_carries_code_and_message() {
+        let error = StartTlsError::NoLocalIdentity {
+            local_id: "server.example".to_owned(),
+        };
+        let record = error.to_record(7);
+        assert_eq!(record.reqid, 7);
+        assert_eq!(record.cbid, 0);
+        let Payload::Error(payload) = record.payload else {
+            panic!("expected ERROR, got {:?}", record.payload);
+        };
+        assert_eq!(payload.error_code(), Some(ErrorCode::ConnectionDriverSetup));
+        assert_eq!(
+            payload.message,
+            "TLS Pool has no local identity for server.example"
+        );
+    }
+
+    #[test]
+    fn validation_failures_have_distinct_codes() {
+        let rejected = |source| StartTlsError::PeerRejected { source }.tlserrno();
+        let mismatch = rejected(ValidateError::NameMismatch {
+            expected: "a.example".to_owned(),
+            presented: vec!["b.example".to_owned()],
+        });
+        let missing = StartTlsError::PeerCertificateMissing.tlserrno();
+        let empty = rejected(ValidateError::EmptyChain);
+        assert_eq!(mismatch, EACCES);
+        assert_eq!(missing, ENOKEY);
+        assert_eq!(empty, ENOKEY);
+        assert_ne!(mismatch, StartTlsError::CtlKeyInUse.tlserrno());
+    }
+
+    #[test]
+    fn role_and_transport_gaps_are_notimpl() {
+        for error in [
+            StartTlsError::PeerRoleNotImplemented,
+            StartTlsError::NoLocalRole { flags: 0 },
+            StartTlsError::TransportNotImplemented {
+                transport: "UDP",
+                ipproto: 17,
+            },
+        ] {
+            assert_eq!(
+                error.tlserrno(),
+                ErrorCode::CommandNotImpl.code(),
+                "{error}"
+            );
+        }
+        let unknown = StartTlsError::UnknownTransport { ipproto: 99 };
+        assert_eq!(unknown.tlserrno(), EPROTONOSUPPORT);
+    }
+
+    #[test]
+    fn handshake_timeout_is_etimedout() {
+        let error = StartTlsError::from_handshake(RelayError::HandshakeTimedOut {
+            timeout: Duration::from_millis(250),
+        });
+        assert_eq!(error.tlserrno(), ETIMEDOUT);
+        assert_eq!(
+            error.to_string(),
+            "TLS Pool handshake timed out after 250 ms"
+        );
+    }
+}

@@ -1,0 +1,618 @@
+//! STARTTLS for a new session over TCP: the procedure of the TLS Pool version 2 protocol from
+//! the request to the relay, run as one task per request.
+//!
+//! The task normalises the roles, finds the local credential (asking the application first
+//! with `LOCALID_CHECK`), runs the handshake on the ciphertext socket within the request's
+//! timeout, validates the peer, obtains the plaintext descriptor (PLAINTEXT_CONNECT), registers
+//! the control key and sends the final reply with the negotiated identities and `pio_cbid` 0.
+//! Then it hands the session to a relay task, which lives until the session ends, or until
+//! its control connection closes when the session is attached and was not started with
+//! `FORK`. Every failure sends one ERROR record built by [`StartTlsError::to_record`]; both
+//! descriptors are then closed and nothing stays registered, because each lives in a value
+//! the failing task drops. The connection task aborts the request when its client
+//! disconnects, which frees the same things.
+//!
+//! # Known limitations
+//!
+//! - A client with `LOCALID_CHECK` receives its LOCALID callback before the handshake, for
+//!   the first disclosed identity, even when the server never requests a certificate.
+//! - `DTLS`, `IGNORE_CACHES`, `DOMAIN_REPRESENTS_USER` and `LOCALID_ONTHEFLY` are accepted
+//!   and have no effect.
+
+mod callback;
+mod client_hello;
+mod credentials;
+mod error;
+mod peer;
+
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use tlspool_core::db::DbEnv;
+use tlspool_core::logging::TARGET_TLS;
+use tlspool_core::relay::{self, CipherSocket, RelayEnd, RelayError};
+use tlspool_core::tls::{
+    self, ClientCertificate, CredentialSelector, Role, Session, SessionConfig, TlsError,
+};
+use tlspool_proto::{Identity, Payload, Record, StartTls, StartTlsFlags, TIMEOUT_DEFAULT};
+
+pub use error::StartTlsError;
+
+use crate::commands::CommandContext;
+use crate::protocol::Request;
+use crate::sessions::Registration;
+use callback::Caller;
+use credentials::LocalCredential;
+
+/// GnuTLS's default handshake timeout (`GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT`, 40 s in GnuTLS
+/// 3.7), for a request whose timeout is 0.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// `pioc_starttls.timeout` for "no timeout".
+const TIMEOUT_NONE: u32 = tlspool_proto::TIMEOUT_INFINITE;
+
+/// IP protocol numbers of the `ipproto` field.
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+const IPPROTO_SCTP: u8 = 132;
+
+/// What every STARTTLS request of the daemon shares: the databases and the GnuTLS priority.
+#[derive(Debug)]
+pub struct TlsResources {
+    /// The databases, opened read-only, or `None` without `dbenv_dir`.
+    pub databases: Option<DbEnv>,
+    /// The GnuTLS priority string (`tls_priority`).
+    pub priority: String,
+}
+
+/// A session whose final reply is due: the handshake is done, the peer validated and the
+/// control key registered.
+struct Established {
+    session: Session,
+    cipher: CipherSocket,
+    plaintext: OwnedFd,
+    registration: Registration,
+    reply: StartTls,
+    /// The request id of the final reply: that of the last callback response.
+    reqid: u16,
+}
+
+/// Serves one STARTTLS request: negotiates the session, sends the final reply or the ERROR,
+/// and starts the relay.
+pub(crate) async fn serve(request: Request, context: CommandContext) {
+    let connection = context.connection.0;
+    let request_reqid = request.record.reqid;
+    match negotiate(request, &context).await {
+        Ok(established) => {
+            let reply = Record::new(
+                established.reqid,
+                Payload::StartTls(established.reply.clone()),
+            );
+            if let Err(error) = context.writer.send_record(&reply, None).await {
+                debug!(target: TARGET_TLS, connection, reqid = established.reqid, %error,
+                    "sending the STARTTLS reply failed; closing the session");
+                return;
+            }
+            info!(target: TARGET_TLS, connection, reqid = established.reqid,
+                local_id = established.reply.localid.as_str(),
+                remote_id = established.reply.remoteid.as_str(), "tls session established");
+            tokio::spawn(relay_session(established, connection));
+        }
+        Err((reqid, error)) => {
+            info!(target: TARGET_TLS, connection, reqid = request_reqid, %error,
+                "starttls failed");
+            let record = error.to_record(reqid);
+            if let Err(error) = context.writer.send_record(&record, None).await {
+                debug!(target: TARGET_TLS, connection, reqid, %error,
+                    "sending the STARTTLS error failed");
+            }
+        }
+    }
+}
+
+/// Relays `established` until it ends, then unregisters its control key.
+async fn relay_session(established: Established, connection: u64) {
+    let Established {
+        session,
+        cipher,
+        plaintext,
+        registration,
+        ..
+    } = established;
+    let outcome = relay::run(
+        session,
+        cipher.into_fd(),
+        plaintext,
+        registration.stop_signal(),
+    )
+    .await;
+    let end = match &outcome.end {
+        RelayEnd::Closed => "closed".to_owned(),
+        RelayEnd::HungUp(role) => format!("{role} side hung up"),
+        RelayEnd::Stopped => "control connection closed".to_owned(),
+        RelayEnd::Failed(error) => error.to_string(),
+        other => format!("{other:?}"),
+    };
+    info!(target: TARGET_TLS, connection, end = %end,
+        plaintext_to_tls = outcome.plaintext_to_tls, tls_to_plaintext = outcome.tls_to_plaintext,
+        "tls session ended");
+    drop(registration);
+}
+
+/// The state of one request while it negotiates.
+struct Negotiation<'c> {
+    context: &'c CommandContext,
+    resources: &'c Arc<TlsResources>,
+    caller: Caller,
+    params: StartTls,
+    reqid: u16,
+    forked: bool,
+    plaintext: Option<OwnedFd>,
+}
+
+/// Runs the procedure up to the final reply; on failure returns the request id for the ERROR.
+async fn negotiate(
+    request: Request,
+    context: &CommandContext,
+) -> Result<Established, (u16, StartTlsError)> {
+    let reqid = request.record.reqid;
+    let Payload::StartTls(params) = request.record.payload else {
+        // The connection routes only STARTTLS records here.
+        return Err((reqid, StartTlsError::CipherSocketNeeded));
+    };
+    let mut negotiation = Negotiation {
+        context,
+        resources: &context.tls,
+        caller: Caller {
+            connection: context.connection,
+            callbacks: Arc::clone(&context.callbacks),
+            writer: context.writer.clone(),
+        },
+        params,
+        reqid,
+        forked: false,
+        plaintext: None,
+    };
+    match negotiation.run(request.fd).await {
+        Ok(established) => Ok(established),
+        Err(error) => Err((negotiation.reqid, error)),
+    }
+}
+
+impl Negotiation<'_> {
+    async fn run(&mut self, cipher_fd: Option<OwnedFd>) -> Result<Established, StartTlsError> {
+        // Step 1: FORK is remembered, not echoed; the ciphertext socket is required.
+        self.forked = self.params.flags.contains(StartTlsFlags::FORK);
+        self.params.flags.remove(StartTlsFlags::FORK);
+        if self.params.flags.contains(StartTlsFlags::RENEGOTIATE) {
+            return Err(StartTlsError::RenegotiationNotImplemented);
+        }
+        let cipher_fd = cipher_fd.ok_or(StartTlsError::CipherSocketNeeded)?;
+        let role = normalise_roles(&mut self.params.flags)?;
+        check_transport(self.params.ipproto)?;
+        let databases = self
+            .resources
+            .databases
+            .as_ref()
+            .ok_or(StartTlsError::NoDatabases)?;
+        let deadline = handshake_timeout(self.params.timeout).map(|limit| Deadline {
+            at: Instant::now() + limit,
+            limit,
+        });
+
+        let (session, cipher, local_id) = match role {
+            Role::Client => {
+                self.client_handshake(databases, cipher_fd, deadline)
+                    .await?
+            }
+            Role::Server => {
+                self.server_handshake(databases, cipher_fd, deadline)
+                    .await?
+            }
+        };
+        let remote_id = peer::authenticate(
+            databases,
+            &session,
+            self.params.flags,
+            self.params.remoteid.as_str(),
+        )?;
+        self.params.localid = identity_field("localid", &local_id)?;
+        self.params.remoteid = identity_field("remoteid", &remote_id)?;
+        debug!(target: TARGET_TLS, connection = self.context.connection.0, reqid = self.reqid,
+            local_id, remote_id, version = ?session.protocol_version(), "peer validated");
+
+        let plaintext = match self.plaintext.take() {
+            Some(fd) => fd,
+            None => {
+                let (reqid, fd) = self
+                    .caller
+                    .plaintext_connect(self.reqid, &self.params)
+                    .await?;
+                self.reqid = reqid;
+                fd
+            }
+        };
+        let owner =
+            (!self.params.flags.contains(StartTlsFlags::DETACH)).then_some(self.context.connection);
+        let registration = self
+            .context
+            .sessions
+            .register(self.params.ctlkey, owner, self.forked)
+            .map_err(|_| StartTlsError::CtlKeyInUse)?;
+        Ok(Established {
+            session,
+            cipher,
+            plaintext,
+            registration,
+            reply: self.params.clone(),
+            reqid: self.reqid,
+        })
+    }
+
+    /// Handshakes as a TLS client with the credential disclosed to the remote identity.
+    async fn client_handshake(
+        &mut self,
+        databases: &DbEnv,
+        cipher_fd: OwnedFd,
+        deadline: Option<Deadline>,
+    ) -> Result<(Session, CipherSocket, String), StartTlsError> {
+        let remote_id = self.params.remoteid.as_str().to_owned();
+        let credential = if self.params.flags.contains(StartTlsFlags::LOCALID_CHECK) {
+            let disclosed = credentials::disclosed_identities(databases, &remote_id)?;
+            let proposal = disclosed
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| self.params.localid.as_str().to_owned());
+            let chosen = self.check_localid(&proposal).await?;
+            Some(credentials::client_credential(databases, &chosen)?)
+        } else {
+            credentials::disclosed_client_credential(databases, &remote_id)?
+        };
+
+        let mut config = self.session_config(Role::Client, deadline);
+        if !self.params.flags.contains(StartTlsFlags::WITHOUT_SNI) {
+            config.sni = Some(domain_of(&remote_id).to_owned()).filter(|name| !name.is_empty());
+        }
+        let (credentials, local_id) = match credential {
+            Some(found) => (found.credentials, found.local_id),
+            None => {
+                let anonymous = tls::Credentials::anonymous_client()
+                    .map_err(|source| StartTlsError::SessionSetup { source })?;
+                (anonymous, String::new())
+            }
+        };
+        let session = Session::new(config, &credentials)
+            .map_err(|source| StartTlsError::SessionSetup { source })?;
+        let (session, cipher) = drive(session, cipher_fd, &[], deadline, None).await?;
+        Ok((session, cipher, local_id))
+    }
+
+    /// Handshakes as a TLS server with the credential of `localid` or of the client's SNI.
+    async fn server_handshake(
+        &mut self,
+        databases: &DbEnv,
+        cipher_fd: OwnedFd,
+        deadline: Option<Deadline>,
+    ) -> Result<(Session, CipherSocket, String), StartTlsError> {
+        let config = self.session_config(Role::Server, deadline);
+        let preset = self.params.localid.as_str().to_owned();
+
+        if self.params.flags.contains(StartTlsFlags::LOCALID_CHECK) {
+            let hello = with_deadline(deadline, client_hello::read(cipher_fd)).await?;
+            let (cipher_fd, received, server_name) = hello?;
+            let proposal = match (preset.is_empty(), server_name) {
+                (false, name) => {
+                    check_server_name(&preset, name.as_deref())?;
+                    preset
+                }
+                (true, Some(name)) => name,
+                (true, None) => return Err(StartTlsError::NoServerName),
+            };
+            let chosen = self.check_localid(&proposal).await?;
+            let found = credentials::server_credential(databases, "localid", &chosen)?;
+            let session = Session::new(config, &found.credentials)
+                .map_err(|source| StartTlsError::SessionSetup { source })?;
+            let (session, cipher) = drive(session, cipher_fd, &received, deadline, None).await?;
+            return Ok((session, cipher, found.local_id));
+        }
+
+        let choice = Arc::new(Mutex::new(SelectorChoice::default()));
+        let (mut config, initial) = if preset.is_empty() {
+            let anonymous = tls::Credentials::builder()
+                .build()
+                .map_err(|source| StartTlsError::SessionSetup { source })?;
+            (config, anonymous)
+        } else {
+            let found = credentials::server_credential(databases, "localid", &preset)?;
+            (config, found.credentials)
+        };
+        config.credential_selector = Some(selector(
+            Arc::clone(self.resources),
+            preset.clone(),
+            initial.clone(),
+            Arc::clone(&choice),
+        ));
+        let session = Session::new(config, &initial)
+            .map_err(|source| StartTlsError::SessionSetup { source })?;
+        let (session, cipher) = drive(session, cipher_fd, &[], deadline, Some(&choice)).await?;
+        let local_id = lock(&choice).local_id.clone().unwrap_or(preset);
+        Ok((session, cipher, local_id))
+    }
+
+    /// Sends the LOCALID callback for `proposal` and returns the accepted identity. A
+    /// descriptor in the response becomes the plaintext descriptor.
+    async fn check_localid(&mut self, proposal: &str) -> Result<String, StartTlsError> {
+        let mut params = self.params.clone();
+        params.localid = identity_field("localid", proposal)?;
+        let answer = self.caller.localid(self.reqid, &params).await?;
+        self.reqid = answer.reqid;
+        if let Some(fd) = answer.plaintext {
+            self.plaintext = Some(fd);
+        }
+        Ok(answer.local_id)
+    }
+
+    fn session_config(&self, role: Role, deadline: Option<Deadline>) -> SessionConfig {
+        let flags = self.params.flags;
+        let mut config = SessionConfig::new(role);
+        config.priority.clone_from(&self.resources.priority);
+        config.handshake_timeout = deadline.map(Deadline::remaining);
+        config.client_cert = if flags.contains(StartTlsFlags::IGNORE_REMOTEID) {
+            ClientCertificate::Ignore
+        } else if flags.contains(StartTlsFlags::REQUEST_REMOTEID) {
+            ClientCertificate::Request
+        } else {
+            ClientCertificate::Require
+        };
+        config
+    }
+}
+
+/// What the server's credential selector decided, read after the handshake.
+#[derive(Debug, Default)]
+struct SelectorChoice {
+    local_id: Option<String>,
+    failure: Option<StartTlsError>,
+}
+
+/// Builds the selector of a server without `LOCALID_CHECK`. With a preset `localid` it
+/// returns `preset_credentials` when the client's server name matches the domain of
+/// `localid` (or is absent); without one it looks up the server name in the localid database.
+fn selector(
+    resources: Arc<TlsResources>,
+    preset: String,
+    preset_credentials: tls::Credentials,
+    choice: Arc<Mutex<SelectorChoice>>,
+) -> CredentialSelector {
+    Arc::new(move |server_name: Option<&str>| {
+        let result = if preset.is_empty() {
+            match (server_name, resources.databases.as_ref()) {
+                (None, _) => Err(StartTlsError::NoServerName),
+                (Some(_), None) => Err(StartTlsError::NoDatabases),
+                (Some(name), Some(databases)) => {
+                    credentials::server_credential(databases, "server name", name)
+                }
+            }
+        } else {
+            check_server_name(&preset, server_name).map(|()| LocalCredential {
+                local_id: preset.clone(),
+                credentials: preset_credentials.clone(),
+            })
+        };
+        let mut choice = lock(&choice);
+        match result {
+            Ok(found) => {
+                choice.local_id = Some(found.local_id);
+                Some(found.credentials)
+            }
+            Err(error) => {
+                choice.failure = Some(error);
+                None
+            }
+        }
+    })
+}
+
+/// Runs the handshake of `session` over `cipher_fd`, feeding `received` first, until
+/// `deadline`. A failure of the server's selector replaces the handshake error it caused.
+async fn drive(
+    mut session: Session,
+    cipher_fd: OwnedFd,
+    received: &[u8],
+    deadline: Option<Deadline>,
+    choice: Option<&Arc<Mutex<SelectorChoice>>>,
+) -> Result<(Session, CipherSocket), StartTlsError> {
+    let cipher = CipherSocket::new(cipher_fd).map_err(StartTlsError::from_handshake)?;
+    session.feed_ciphertext(received);
+    let timeout = deadline.map(Deadline::remaining);
+    let Err(error) = relay::drive_handshake(&mut session, &cipher, timeout).await else {
+        return Ok((session, cipher));
+    };
+    if let Some(failure) = choice.and_then(|choice| lock(choice).failure.take()) {
+        return Err(failure);
+    }
+    let timed_out = match &error {
+        RelayError::HandshakeTimedOut { .. } => true,
+        RelayError::Tls { source, .. } => matches!(source, TlsError::HandshakeTimeout),
+        _ => false,
+    };
+    match deadline {
+        Some(deadline) if timed_out => Err(StartTlsError::HandshakeTimedOut {
+            timeout: deadline.limit,
+        }),
+        _ => Err(StartTlsError::from_handshake(error)),
+    }
+}
+
+/// The end of the handshake time of a request.
+#[derive(Debug, Clone, Copy)]
+struct Deadline {
+    at: Instant,
+    /// The request's whole timeout, for the message.
+    limit: Duration,
+}
+
+impl Deadline {
+    fn remaining(self) -> Duration {
+        self.at.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Awaits `future` until `deadline`, mapping a timeout to [`StartTlsError::HandshakeTimedOut`].
+async fn with_deadline<T>(
+    deadline: Option<Deadline>,
+    future: impl Future<Output = T>,
+) -> Result<T, StartTlsError> {
+    let Some(deadline) = deadline else {
+        return Ok(future.await);
+    };
+    tokio::time::timeout_at(deadline.at, future)
+        .await
+        .map_err(|_| StartTlsError::HandshakeTimedOut {
+            timeout: deadline.limit,
+        })
+}
+
+/// Applies the role rules: a local server needs a remote client and a local client a remote
+/// server. Returns the one local role left.
+fn normalise_roles(flags: &mut StartTlsFlags) -> Result<Role, StartTlsError> {
+    if !flags.contains(StartTlsFlags::REMOTEROLE_CLIENT) {
+        flags.remove(StartTlsFlags::LOCALROLE_SERVER);
+    }
+    if !flags.contains(StartTlsFlags::REMOTEROLE_SERVER) {
+        flags.remove(StartTlsFlags::LOCALROLE_CLIENT);
+    }
+    let client = flags.contains(StartTlsFlags::LOCALROLE_CLIENT);
+    let server = flags.contains(StartTlsFlags::LOCALROLE_SERVER);
+    match (client, server) {
+        (true, true) => Err(StartTlsError::PeerRoleNotImplemented),
+        (true, false) => Ok(Role::Client),
+        (false, true) => Ok(Role::Server),
+        (false, false) => Err(StartTlsError::NoLocalRole {
+            flags: flags.bits(),
+        }),
+    }
+}
+
+fn check_transport(ipproto: u8) -> Result<(), StartTlsError> {
+    match ipproto {
+        IPPROTO_TCP => Ok(()),
+        IPPROTO_UDP => Err(StartTlsError::TransportNotImplemented {
+            transport: "UDP",
+            ipproto,
+        }),
+        IPPROTO_SCTP => Err(StartTlsError::TransportNotImplemented {
+            transport: "SCTP",
+            ipproto,
+        }),
+        _ => Err(StartTlsError::UnknownTransport { ipproto }),
+    }
+}
+
+/// Converts the request's timeout: 0 is GnuTLS's default, 0xFFFFFFFF none, else milliseconds.
+fn handshake_timeout(timeout_ms: u32) -> Option<Duration> {
+    match timeout_ms {
+        TIMEOUT_DEFAULT => Some(DEFAULT_HANDSHAKE_TIMEOUT),
+        TIMEOUT_NONE => None,
+        ms => Some(Duration::from_millis(u64::from(ms))),
+    }
+}
+
+/// Returns the domain of a DoNAI: the part after the last `@`, or all of it.
+fn domain_of(donai: &str) -> &str {
+    donai.rsplit_once('@').map_or(donai, |(_, domain)| domain)
+}
+
+/// Checks that the client's server name, if it sent one, is the domain of `local_id`.
+fn check_server_name(local_id: &str, server_name: Option<&str>) -> Result<(), StartTlsError> {
+    match server_name {
+        Some(name) if !name.eq_ignore_ascii_case(domain_of(local_id)) => {
+            Err(StartTlsError::ServerNameMismatch {
+                local_id: local_id.to_owned(),
+                server_name: name.to_owned(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn identity_field(field: &'static str, value: &str) -> Result<Identity, StartTlsError> {
+    Identity::for_field(field, value).map_err(|error| StartTlsError::InvalidIdentity {
+        field,
+        value: value.to_owned(),
+        reason: error.to_string(),
+    })
+}
+
+fn lock(choice: &Mutex<SelectorChoice>) -> std::sync::MutexGuard<'_, SelectorChoice> {
+    choice.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn normalised(bits: u32) -> (Result<Role, StartTlsError>, u32) {
+        let mut flags = StartTlsFlags::from_bits_retain(bits);
+        let role = normalise_roles(&mut flags);
+        (role, flags.bits())
+    }
+
+    #[test]
+    fn roles_normalise_against_remote_roles() {
+        assert!(matches!(normalised(0x9), (Ok(Role::Client), 0x9)));
+        assert!(matches!(normalised(0x6), (Ok(Role::Server), 0x6)));
+        // A local client without a remote server loses its role.
+        assert!(matches!(
+            normalised(0x1),
+            (Err(StartTlsError::NoLocalRole { .. }), 0)
+        ));
+        // Both roles on both sides are the peer role.
+        assert!(matches!(
+            normalised(0xf),
+            (Err(StartTlsError::PeerRoleNotImplemented), 0xf)
+        ));
+        // Local peer with only a remote server leaves the client role.
+        assert!(matches!(normalised(0xb), (Ok(Role::Client), 0x9)));
+    }
+
+    #[test]
+    fn timeouts_follow_the_request_field() {
+        assert_eq!(handshake_timeout(0), Some(DEFAULT_HANDSHAKE_TIMEOUT));
+        assert_eq!(handshake_timeout(u32::MAX), None);
+        assert_eq!(handshake_timeout(1500), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn transports_other_than_tcp_fail() {
+        assert!(check_transport(IPPROTO_TCP).is_ok());
+        assert!(matches!(
+            check_transport(IPPROTO_UDP),
+            Err(StartTlsError::TransportNotImplemented { .. })
+        ));
+        assert!(matches!(
+            check_transport(IPPROTO_SCTP),
+            Err(StartTlsError::TransportNotImplemented { .. })
+        ));
+        assert!(matches!(
+            check_transport(0),
+            Err(StartTlsError::UnknownTransport { ipproto: 0 })
+        ));
+    }
+
+    #[test]
+    fn server_name_must_match_localid_domain() {
+        assert!(check_server_name("server.example", Some("SERVER.example")).is_ok());
+        assert!(check_server_name("user@server.example", Some("server.example")).is_ok());
+        assert!(check_server_name("server.example", None).is_ok());
+        assert!(matches!(
+            check_server_name("server.example", Some("other.example")),
+            Err(StartTlsError::ServerNameMismatch { .. })
+        ));
+        assert_eq!(domain_of("a@b@c.example"), "c.example");
+    }
+}
