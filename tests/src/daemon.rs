@@ -41,6 +41,7 @@ pub struct TestDaemon {
     socket: PathBuf,
     pid_file: PathBuf,
     stderr: PathBuf,
+    environment: Vec<(String, PathBuf)>,
 }
 
 impl TestDaemon {
@@ -53,6 +54,12 @@ impl TestDaemon {
     /// If the daemon exits or does not answer within [`START_TIMEOUT`]; the message contains
     /// its stderr.
     pub fn start(extra_config_lines: &[&str]) -> Self {
+        Self::start_with_env(extra_config_lines, &[])
+    }
+
+    /// Starts a daemon like [`Self::start`], with `environment` (such as `SOFTHSM2_CONF`) set
+    /// in its environment.
+    pub fn start_with_env(extra_config_lines: &[&str], environment: &[(&str, &Path)]) -> Self {
         let directory = Arc::new(tempfile::tempdir().expect("temporary directory"));
         let config = directory.path().join("tlspool.conf");
         let socket = directory.path().join("tlspool.sock");
@@ -73,6 +80,10 @@ impl TestDaemon {
             config,
             socket,
             pid_file,
+            environment: environment
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), value.to_path_buf()))
+                .collect(),
         };
         daemon.spawn(&[]);
         daemon
@@ -88,6 +99,7 @@ impl TestDaemon {
             socket: self.socket.clone(),
             pid_file: self.pid_file.clone(),
             stderr: self.directory.path().join("stderr-2.log"),
+            environment: self.environment.clone(),
         };
         daemon.spawn(&["-k"]);
         daemon
@@ -97,6 +109,7 @@ impl TestDaemon {
     pub fn command(&self) -> Command {
         let mut command = Command::new(daemon_binary());
         command.arg("-f").arg("-c").arg(&self.config);
+        command.envs(self.environment.iter().map(|(name, value)| (name, value)));
         command
     }
 

@@ -4,6 +4,7 @@ pub mod daemon;
 pub mod dns;
 pub mod ldap;
 pub mod memcached;
+pub mod tls_peers;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -14,7 +15,10 @@ use std::sync::{Mutex, PoisonError};
 /// `cargo build --bin NAME` the first time a test process asks for it.
 ///
 /// The binary is taken from `$CARGO_TARGET_DIR` when that is set, else from the workspace's
-/// `target/` directory.
+/// `target/` directory. With `TLSPOOL_TESTS_PREBUILT` set (as `scripts/test.sh` does after
+/// `cargo build --workspace --bins`), nothing is built: a per-binary `cargo build --bin`
+/// resolves features for one package only, so it would rebuild and relink what the workspace
+/// build already made.
 ///
 /// # Panics
 ///
@@ -30,8 +34,9 @@ pub fn bin_path(name: &str) -> PathBuf {
         None => workspace.join("target"),
     };
 
+    let prebuilt = std::env::var_os("TLSPOOL_TESTS_PREBUILT").is_some();
     let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
-    if !built.contains(name) {
+    if !prebuilt && !built.contains(name) {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let status = Command::new(cargo)
             .args(["build", "--quiet", "--bin", name])
