@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -101,6 +101,10 @@ impl Pki {
         ];
         let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
         let conf = self.softhsm_conf();
+        // SoftHSM 2.6 failed C_GetTokenInfo with CKR_GENERAL_ERROR now and then when several
+        // daemons started on the same token directory at once, so they start one at a time.
+        static STARTING: Mutex<()> = Mutex::new(());
+        let _starting = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
         TestDaemon::start_with_env(&lines, &[("SOFTHSM2_CONF", conf.as_path())])
     }
 
