@@ -903,3 +903,29 @@ fn peer_role_and_udp_are_not_implemented() {
         assert!(error.message.contains(fragment), "{}", error.message);
     }
 }
+
+#[test]
+fn dead_client_during_callback_frees_everything() {
+    let pki = pki("p256");
+    let daemon = pki.start_daemon();
+    let baseline = settled_fd_count(&daemon);
+    let (listener, port) = listen();
+    let _client = anonymous_cli(pki, port);
+    let (tcp, _) = listener.accept().expect("accept");
+
+    let mut stream = connect(&daemon);
+    let flags = SERVER | StartTlsFlags::LOCALID_CHECK;
+    stream
+        .send_record(&request(11, flags, "", "", 11), Some(tcp.as_fd()))
+        .expect("send STARTTLS");
+    drop(tcp);
+    let (callback, _) = receive(&mut stream);
+    assert!(
+        matches!(callback.payload, Payload::StartTlsLocalId(_)),
+        "{callback:?}"
+    );
+
+    // The application disconnects instead of responding to the callback.
+    drop(stream);
+    wait_fd_count(&daemon, baseline);
+}
