@@ -56,6 +56,8 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
     debug!(target: TARGET_UNIXSOCK, connection = connection.0, "client connected");
 
     loop {
+        // NOTE: at the limit no record is read, so STARTTLS requests that all await a
+        // callback response on this connection wait until the client disconnects.
         while requests.len() >= MAX_CONCURRENT_REQUESTS {
             requests.join_next().await;
         }
