@@ -57,6 +57,8 @@ keys! {
     Pkcs11Pin = "pkcs11_pin",
     /// `pkcs11_token`: a token URI, served by the module of the preceding `pkcs11_path`.
     Pkcs11Token = "pkcs11_token",
+    /// `pkcs11_timeout`: seconds a credential lookup may take (added by this implementation).
+    Pkcs11Timeout = "pkcs11_timeout",
     /// `ldap_proxy`: LDAP URI of the global directory.
     LdapProxy = "ldap_proxy",
     /// `memcache_ttl`: cache entry lifetime in seconds.

@@ -13,6 +13,9 @@ use crate::logging::{LogCategories, LogLevel, LogSettings};
 pub const DEFAULT_TLS_PRIORITY: &str =
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SAFE_RENEGOTIATION";
 
+/// Default of `pkcs11_timeout`, in seconds.
+pub const DEFAULT_PKCS11_TIMEOUT: u32 = 10;
+
 /// Default of `dnssec_rootkey`.
 pub const DEFAULT_DNSSEC_ROOTKEY: &str = "/etc/unbound/root.key";
 
@@ -23,6 +26,7 @@ pub(super) struct Settings {
     daemon_group: Option<String>,
     daemon_chroot: Option<PathBuf>,
     pkcs11_pin: Option<Pin>,
+    pkcs11_timeout: Option<u32>,
     ldap_proxy: Option<String>,
     memcache_ttl: Option<u32>,
     memcache_port: Option<u16>,
@@ -72,6 +76,7 @@ impl Settings {
             Key::DaemonGroup => self.daemon_group = Some(value::account_name(value)?),
             Key::DaemonChroot => self.daemon_chroot = Some(value::path(value)?),
             Key::Pkcs11Pin => self.pkcs11_pin = Some(Pin(value.to_owned())),
+            Key::Pkcs11Timeout => self.pkcs11_timeout = Some(value::timeout_seconds(value)?),
             Key::LdapProxy => self.ldap_proxy = Some(value::ldap_uri(value)?),
             Key::MemcacheTtl => self.memcache_ttl = Some(value::seconds(value)?),
             Key::MemcachePort => self.memcache_port = Some(value::port(value)?),
@@ -180,6 +185,16 @@ impl Config {
     /// Returns the PIN tried first for every PKCS #11 token (`pkcs11_pin`).
     pub fn pkcs11_pin(&self) -> Option<&str> {
         self.settings.pkcs11_pin.as_ref().map(|pin| pin.0.as_str())
+    }
+
+    /// Returns the time a credential lookup (localid read and token key import) may take
+    /// (`pkcs11_timeout`, default [`DEFAULT_PKCS11_TIMEOUT`] seconds).
+    pub fn pkcs11_timeout(&self) -> std::time::Duration {
+        let seconds = self
+            .settings
+            .pkcs11_timeout
+            .unwrap_or(DEFAULT_PKCS11_TIMEOUT);
+        std::time::Duration::from_secs(u64::from(seconds))
     }
 
     /// Returns the LDAP URI of the global directory (`ldap_proxy`).

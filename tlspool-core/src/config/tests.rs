@@ -207,6 +207,13 @@ fn empty_file_gives_defaults() {
     assert_eq!(config.db_localid_path(), Path::new("localid.db"));
     assert_eq!(config.dns_server(), None);
     assert_eq!(config.daemon_pidfile(), None);
+    assert_eq!(config.pkcs11_timeout(), std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn pkcs11_timeout_reads_seconds() {
+    let config = parse_ok("pkcs11_timeout 3\n");
+    assert_eq!(config.pkcs11_timeout(), std::time::Duration::from_secs(3));
 }
 
 // Error messages.
@@ -280,6 +287,7 @@ const KEY_CASES: &[(Key, &str, &str, Option<&str>)] = &[
         Some(""),
     ),
     (Key::Pkcs11Pin, "", "1234", None),
+    (Key::Pkcs11Timeout, "", "30", Some("0")),
     (
         Key::Pkcs11Token,
         "pkcs11_path /usr/lib/softhsm/libsofthsm2.so\n",
@@ -403,7 +411,7 @@ fn key_names_round_trip() {
     for key in Key::ALL {
         assert_eq!(Key::from_name(key.name()), Some(*key));
     }
-    assert_eq!(Key::ALL.len(), 43);
+    assert_eq!(Key::ALL.len(), 44);
 }
 
 // Value grammars.

@@ -94,6 +94,14 @@ pub(crate) fn seconds(value: &str) -> Result<u32, Reason> {
     decimal(value)
 }
 
+/// Parses a timeout: decimal seconds, at least 1.
+pub(crate) fn timeout_seconds(value: &str) -> Result<u32, Reason> {
+    match decimal::<u32>(value) {
+        Ok(0) | Err(_) => Err("expected a whole number of seconds, at least 1".to_owned()),
+        Ok(seconds) => Ok(seconds),
+    }
+}
+
 /// Parses a TCP or UDP port, 1 to 65535.
 pub(crate) fn port(value: &str) -> Result<u16, Reason> {
     match decimal::<u16>(value) {
