@@ -74,6 +74,10 @@ pub enum RelayError {
         /// The timeout that passed.
         timeout: Duration,
     },
+    /// A [`SessionQueries`](super::SessionQueries) request found the relay ended, so the
+    /// session is gone.
+    #[error("the relayed session has ended")]
+    SessionEnded,
 }
 
 impl RelayError {
@@ -86,7 +90,7 @@ impl RelayError {
             Self::ClosedDuringHandshake | Self::HandshakeTimedOut { .. } => {
                 Some(DescriptorRole::Cipher)
             }
-            Self::Tls { .. } => None,
+            Self::Tls { .. } | Self::SessionEnded => None,
         }
     }
 }

@@ -74,6 +74,7 @@
 mod error;
 mod handshake;
 mod pump;
+mod query;
 mod socket;
 mod state;
 
@@ -84,6 +85,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::{DescriptorRole, RelayError};
 pub use handshake::drive_handshake;
+pub use query::{QUERY_QUEUE_LEN, QueryReceiver, SessionQueries, query_channel};
 pub use socket::CipherSocket;
 
 use crate::tls::Session;
@@ -136,7 +138,23 @@ pub async fn run(
     plaintext: OwnedFd,
     stop: CancellationToken,
 ) -> RelayOutcome {
-    match pump::Relay::new(session, cipher, plaintext) {
+    let (_, queries) = query_channel();
+    run_with_queries(session, cipher, plaintext, stop, queries).await
+}
+
+/// Relays as [`run`] does, and between records runs the requests that arrive through the
+/// [`SessionQueries`] of `queries`.
+///
+/// # Panics
+/// Outside a tokio runtime with I/O and time enabled.
+pub async fn run_with_queries(
+    session: Session,
+    cipher: OwnedFd,
+    plaintext: OwnedFd,
+    stop: CancellationToken,
+    queries: QueryReceiver,
+) -> RelayOutcome {
+    match pump::Relay::new(session, cipher, plaintext, queries) {
         Ok(relay) => relay.run(&stop).await,
         Err(error) => RelayOutcome {
             plaintext_to_tls: 0,

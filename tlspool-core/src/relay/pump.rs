@@ -8,6 +8,7 @@ use tracing::debug;
 
 use super::error::{DescriptorRole, RelayError};
 use super::handshake::{CIPHER_READ_SIZE, flush_ciphertext};
+use super::query::{Query, QueryReceiver};
 use super::socket::StreamSocket;
 use super::state::{Levels, RelayState, Step, Wants};
 use super::{LINGER_TIMEOUT, RelayEnd, RelayOutcome};
@@ -15,7 +16,6 @@ use crate::logging::TARGET_COPYCAT;
 use crate::tls::{MAX_RECORD_PLAINTEXT, ReadOutcome, Session, TlsError};
 
 /// The result of one wait for readiness.
-#[derive(Debug)]
 enum Event {
     Stop,
     CipherSent(usize),
@@ -23,6 +23,8 @@ enum Event {
     CipherReceived(usize),
     PlaintextReceived(usize),
     HungUp(DescriptorRole),
+    Query(Query),
+    QueriesClosed,
 }
 
 /// One relayed session with everything it owns; dropping it frees the GnuTLS session, then
@@ -32,6 +34,8 @@ pub(super) struct Relay {
     cipher: StreamSocket,
     plaintext: StreamSocket,
     state: RelayState,
+    /// Requests to run with the session between records; `None` once every sender is gone.
+    queries: Option<QueryReceiver>,
     /// Plaintext read from the application, encrypted before the next read.
     plaintext_in: Box<[u8]>,
     /// Ciphertext read from the TLS peer, fed to the session before the next read.
@@ -51,6 +55,7 @@ impl Relay {
         session: Session,
         cipher: OwnedFd,
         plaintext: OwnedFd,
+        queries: QueryReceiver,
     ) -> Result<Self, RelayError> {
         let cipher = StreamSocket::new(cipher, DescriptorRole::Cipher)?;
         let plaintext = StreamSocket::new(plaintext, DescriptorRole::Plaintext)?;
@@ -59,6 +64,7 @@ impl Relay {
             cipher,
             plaintext,
             state: RelayState::default(),
+            queries: Some(queries),
             plaintext_in: vec![0; MAX_RECORD_PLAINTEXT].into_boxed_slice(),
             cipher_in: vec![0; CIPHER_READ_SIZE].into_boxed_slice(),
             plaintext_out: vec![0; MAX_RECORD_PLAINTEXT].into_boxed_slice(),
@@ -111,6 +117,8 @@ impl Relay {
             match self.next_event(wants, stop).await? {
                 Event::Stop => return Ok(RelayEnd::Stopped),
                 Event::HungUp(role) => return Ok(RelayEnd::HungUp(role)),
+                Event::Query(query) => query(&self.session),
+                Event::QueriesClosed => self.queries = None,
                 event => self.apply(event)?,
             }
             self.record_peak();
@@ -135,12 +143,16 @@ impl Relay {
             plaintext_out,
             out_start,
             out_end,
+            queries,
             ..
         } = self;
         let unsent = &plaintext_out[*out_start..*out_end];
         tokio::select! {
             biased;
             () = stop.cancelled() => Ok(Event::Stop),
+            query = next_query(queries.as_mut()), if queries.is_some() => {
+                Ok(query.map_or(Event::QueriesClosed, Event::Query))
+            }
             sent = cipher.send(session.pending_ciphertext()), if wants.cipher_write => {
                 sent.map(Event::CipherSent)
             }
@@ -181,7 +193,7 @@ impl Relay {
             }
             Event::PlaintextReceived(0) => self.queue_close_notify()?,
             Event::PlaintextReceived(n) => self.encrypt(n)?,
-            Event::Stop | Event::HungUp(_) => {}
+            Event::Stop | Event::HungUp(_) | Event::Query(_) | Event::QueriesClosed => {}
         }
         Ok(())
     }
@@ -306,5 +318,13 @@ impl Relay {
             + self.session.pending_plaintext()
             + (self.out_end - self.out_start);
         self.peak_buffered = self.peak_buffered.max(buffered);
+    }
+}
+
+/// Receives the next queued request, or `None` when every sender is gone.
+async fn next_query(queries: Option<&mut QueryReceiver>) -> Option<Query> {
+    match queries {
+        Some(queries) => queries.receiver.recv().await,
+        None => None,
     }
 }

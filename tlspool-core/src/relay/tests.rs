@@ -554,3 +554,67 @@ async fn datagram_socket_rejected_at_setup() {
         "{outcome:?}"
     );
 }
+
+/// Handshakes `session` over `cipher` and relays it with a request queue.
+fn spawn_queried_relay(
+    mut session: Session,
+    cipher: OwnedFd,
+    plaintext: OwnedFd,
+    stop: CancellationToken,
+) -> (SessionQueries, JoinHandle<RelayOutcome>) {
+    let (queries, receiver) = query_channel();
+    let relay = tokio::spawn(async move {
+        let socket = CipherSocket::new(cipher).expect("cipher socket registers");
+        drive_handshake(&mut session, &socket, Some(Duration::from_secs(10)))
+            .await
+            .expect("handshake completes");
+        run_with_queries(session, socket.into_fd(), plaintext, stop, receiver).await
+    });
+    (queries, relay)
+}
+
+fn export(session: &Session) -> Vec<u8> {
+    let mut out = vec![0u8; 32];
+    session
+        .export_keying_material("EXPERIMENTAL-relay-test", Some(b"context"), &mut out)
+        .expect("exporter runs");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_run_while_data_flows() {
+    let (client, server) = sessions();
+    let (client_cipher, server_cipher) = tcp_pair();
+    let (client_plain, client_app) = app_pair();
+    let (server_plain, server_app) = app_pair();
+    let stop = CancellationToken::new();
+    let (client_queries, client_relay) =
+        spawn_queried_relay(client, client_cipher, client_plain, stop.clone());
+    let (server_queries, server_relay) =
+        spawn_queried_relay(server, server_cipher, server_plain, stop.clone());
+
+    let len = 8 * MIB;
+    let (server_read, _server_write) = server_app.into_split();
+    let (_client_read, client_write) = client_app.into_split();
+    let upload = tokio::spawn(send_generated(client_write, len, 3));
+    let received = tokio::spawn(receive_all(server_read, Duration::ZERO));
+    let mut client_values = Vec::new();
+    let mut server_values = Vec::new();
+    for _ in 0..20 {
+        client_values.push(client_queries.run(export).await.expect("client relay runs"));
+        server_values.push(server_queries.run(export).await.expect("server relay runs"));
+    }
+    let (received_len, digest) = received.await.unwrap();
+    assert_eq!(received_len, len);
+    assert_eq!(digest, upload.await.unwrap());
+    assert_eq!(client_values, server_values);
+    assert!(client_values.windows(2).all(|pair| pair[0] == pair[1]));
+
+    stop.cancel();
+    client_relay.await.unwrap();
+    server_relay.await.unwrap();
+    assert!(matches!(
+        client_queries.run(export).await,
+        Err(RelayError::SessionEnded)
+    ));
+}

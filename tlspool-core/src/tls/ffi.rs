@@ -799,6 +799,19 @@ impl SessionHandle {
             .collect()
     }
 
+    /// Copies the certificate this side sent in the handshake, or `None` when it sent none.
+    pub(super) fn local_certificate(&self) -> Option<Vec<u8>> {
+        // SAFETY: returns a datum owned by the session, or null.
+        let datum = unsafe { sys::gnutls_certificate_get_ours(self.raw) };
+        if datum.is_null() {
+            return None;
+        }
+        // SAFETY: the datum is valid until the session changes and describes `size` readable
+        // bytes; they are copied now.
+        let bytes = unsafe { std::slice::from_raw_parts((*datum).data, (*datum).size as usize) };
+        Some(bytes.to_vec())
+    }
+
     /// Runs the RFC 5705 exporter into `out`.
     pub(super) fn export_keying_material(
         &self,

@@ -451,6 +451,12 @@ impl Session {
         self.handle.peer_certificates()
     }
 
+    /// Returns the certificate this side sent in the handshake as DER, or `None` when it sent
+    /// none (an anonymous client, or a raw public key).
+    pub fn local_certificate(&self) -> Option<Vec<u8>> {
+        self.handle.local_certificate()
+    }
+
     /// Returns, on the server side, the first DNS name of the client's SNI extension.
     pub fn server_name(&self) -> Option<String> {
         match self.role {
