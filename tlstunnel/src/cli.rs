@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::chat::{ChatMode, ChatScript};
-use crate::starttls::Role;
+use crate::starttls::{RemoteIdPolicy, Role};
 use crate::{Address, TunnelError};
 
 /// The usage text printed by `-h`/`--help`.
@@ -27,6 +27,8 @@ Options:
   -L, --local-id ID             local identity (required)
   -R, --remote-id ID            remote identity (client mode: the server's name)
   -s, --service NAME            IANA service name, at most 15 characters (default generic)
+      --request-remote-id       ask the peer for a certificate but accept an anonymous peer
+      --ignore-remote-id        neither ask for nor validate the peer's identity
   -t, --tcp, --tcp-tls          TLS over TCP (the default)
   -u, --udp, --udp-dtls         DTLS over UDP (not implemented yet)
   -x, --sctp-stream-number N    SCTP with stream N, 0 to 65535
@@ -77,6 +79,8 @@ pub struct Options {
     pub service: String,
     /// `-f`.
     pub fork: bool,
+    /// `--request-remote-id` or `--ignore-remote-id`; the peer must authenticate otherwise.
+    pub remote_id_policy: RemoteIdPolicy,
     /// `-S`.
     pub socket_path: Option<PathBuf>,
     /// The built-in chat script or the `-C` program.
@@ -109,6 +113,8 @@ enum Opt {
     LocalId,
     RemoteId,
     Service,
+    RequestRemoteId,
+    IgnoreRemoteId,
     Tcp,
     Udp,
     SctpStream,
@@ -135,6 +141,8 @@ const LONG_OPTIONS: &[(&str, Opt)] = &[
     ("local-id", Opt::LocalId),
     ("remote-id", Opt::RemoteId),
     ("service", Opt::Service),
+    ("request-remote-id", Opt::RequestRemoteId),
+    ("ignore-remote-id", Opt::IgnoreRemoteId),
     ("tcp", Opt::Tcp),
     ("tcp-tls", Opt::Tcp),
     ("udp", Opt::Udp),
@@ -215,6 +223,7 @@ struct Builder {
     local_id: Option<String>,
     remote_id: String,
     service: Option<String>,
+    remote_id_policy: RemoteIdPolicy,
     transport: Option<Transport>,
     sctp_stream: Option<u16>,
     fork: bool,
@@ -376,6 +385,9 @@ impl Builder {
             // These only refine SCTP, which -x selects.
             Opt::SctpDtls | Opt::SctpTls | Opt::SctpTunneled | Opt::SctpNotTunneled => {}
             Opt::Fork => self.fork = true,
+            // The later of the two options wins, as with -F and --daemon.
+            Opt::RequestRemoteId => self.remote_id_policy = RemoteIdPolicy::Requested,
+            Opt::IgnoreRemoteId => self.remote_id_policy = RemoteIdPolicy::Ignored,
             Opt::Foreground => self.background = false,
             Opt::Daemon => self.background = true,
             _ => {}
@@ -476,6 +488,7 @@ impl Builder {
             remote_id: self.remote_id,
             service: self.service.unwrap_or_else(|| "generic".to_owned()),
             fork: self.fork,
+            remote_id_policy: self.remote_id_policy,
             socket_path: self.socket_path,
             chat: chat_mode(self.chat_command, self.chat_args)?,
             background: self.background,
@@ -588,6 +601,18 @@ mod tests {
         assert_eq!(client.max_connections, 1024);
         assert_eq!(client.grace, Duration::from_secs(30));
         assert!(!client.background);
+        assert_eq!(client.remote_id_policy, RemoteIdPolicy::Required);
+    }
+
+    #[test]
+    fn remote_id_policy_last_option_wins() {
+        let requested = options(&with_base(&["-s", "--request-remote-id"], &[]));
+        assert_eq!(requested.remote_id_policy, RemoteIdPolicy::Requested);
+        let ignored = options(&with_base(&["-c"], &["--ignore-remote-id"]));
+        assert_eq!(ignored.remote_id_policy, RemoteIdPolicy::Ignored);
+        let both = ["-s", "--ignore-remote-id", "--request-remote-id"];
+        let last = options(&with_base(&both, &[]));
+        assert_eq!(last.remote_id_policy, RemoteIdPolicy::Requested);
     }
 
     #[test]

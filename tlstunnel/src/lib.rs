@@ -38,7 +38,7 @@ pub use address::{Address, MAX_UNIX_PATH_LEN};
 pub use cli::{Command, Options};
 pub use error::TunnelError;
 pub use net::{Listener, Peer, Stream};
-pub use starttls::{PoolStarttls, Starttls};
+pub use starttls::{PoolStarttls, RemoteIdPolicy, Starttls};
 pub use tunnel::{StopSignals, Tunnel};
 
 use std::time::Duration;

@@ -13,7 +13,7 @@ use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 use tracing::debug;
 
-use tlspool_client::{Client, ClientError, StartTlsRequest};
+use tlspool_client::{Client, ClientError, StartTlsFlags, StartTlsRequest};
 
 use crate::TunnelError;
 
@@ -24,6 +24,20 @@ pub enum Role {
     Client,
     /// tlstunnel accepts and acts as TLS server (`-s`).
     Server,
+}
+
+/// What the TLS Pool demands of the peer's identity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RemoteIdPolicy {
+    /// The peer must authenticate with a certificate that validates (the default).
+    #[default]
+    Required,
+    /// The peer is asked for a certificate but may stay anonymous (`--request-remote-id`,
+    /// `PIOF_STARTTLS_REQUEST_REMOTEID`). A certificate it does send must validate.
+    Requested,
+    /// The peer is not asked for an identity and nothing is validated (`--ignore-remote-id`,
+    /// `PIOF_STARTTLS_IGNORE_REMOTEID`).
+    Ignored,
 }
 
 /// The local and remote identity of a session.
@@ -46,6 +60,8 @@ pub struct StartRequest {
     pub service: String,
     /// Whether to set `PIOF_STARTTLS_FORK` (`-f`).
     pub fork: bool,
+    /// The demand on the peer's identity.
+    pub remote_id_policy: RemoteIdPolicy,
 }
 
 /// An established TLS session.
@@ -77,8 +93,9 @@ pub struct PoolStarttls {
 }
 
 impl StartRequest {
-    /// Converts the request into the client library's form: the role flags, `FORK` when
-    /// requested, the identities and the service, and the daemon's default handshake timeout.
+    /// Converts the request into the client library's form: the role flags, `FORK` and the
+    /// remote identity flags when requested, the identities and the service, and the daemon's
+    /// default handshake timeout.
     ///
     /// # Errors
     ///
@@ -98,6 +115,15 @@ impl StartRequest {
             .service(self.service.as_str());
         if self.fork {
             builder.fork();
+        }
+        match self.remote_id_policy {
+            RemoteIdPolicy::Required => {}
+            RemoteIdPolicy::Requested => {
+                builder.flags(StartTlsFlags::REQUEST_REMOTEID);
+            }
+            RemoteIdPolicy::Ignored => {
+                builder.flags(StartTlsFlags::IGNORE_REMOTEID);
+            }
         }
         Ok(builder.build()?)
     }
@@ -158,7 +184,7 @@ impl Starttls for PoolStarttls {
 mod tests {
     use super::*;
 
-    fn request(role: Role, fork: bool) -> StartTlsRequest {
+    fn request_with(role: Role, fork: bool, remote_id_policy: RemoteIdPolicy) -> StartTlsRequest {
         let identities = Identities {
             local_id: "me@example.com".into(),
             remote_id: "mx.example.com".into(),
@@ -168,10 +194,15 @@ mod tests {
             identities,
             service: "smtp".into(),
             fork,
+            remote_id_policy,
         };
         request
             .to_pool_request()
             .unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    fn request(role: Role, fork: bool) -> StartTlsRequest {
+        request_with(role, fork, RemoteIdPolicy::Required)
     }
 
     #[test]
@@ -187,5 +218,13 @@ mod tests {
     #[test]
     fn server_request_flags() {
         assert_eq!(request(Role::Server, false).flags().bits(), 0x0000_0006);
+    }
+
+    #[test]
+    fn remote_id_policy_flags() {
+        let requested = request_with(Role::Server, false, RemoteIdPolicy::Requested);
+        assert_eq!(requested.flags().bits(), 0x0000_0806);
+        let ignored = request_with(Role::Client, false, RemoteIdPolicy::Ignored);
+        assert_eq!(ignored.flags().bits(), 0x0000_1009);
     }
 }

@@ -173,6 +173,7 @@ impl<S: Starttls> Tunnel<S> {
             },
             service: options.service.clone(),
             fork: options.fork,
+            remote_id_policy: options.remote_id_policy,
         };
         let requested = &request.identities;
 
