@@ -41,9 +41,9 @@
 //!
 //! # Known limitations
 //!
-//! - The predicates have no meaning here yet: the checks behind them (trust chains, DANE,
-//!   the LDAP directory, the local role and the rest) and their asynchronous execution are
-//!   still to come in this crate. Callers run the checks and feed the results in.
+//! - The engine gives predicates no meaning: [`predicates::evaluate`] runs the checks that a
+//!   caller provides for them, and [`predicates::OnlineChecks`] provides the online ones
+//!   (DANE, the global directory, both through the cache).
 //! - A registration whose first case to be true is found at registration still returns
 //!   `Start` for the predicates of the later cases after `Final(true)`, and never stops them.
 //!   The protocol defines this order, so it is kept.
@@ -60,6 +60,7 @@ pub mod dns;
 mod error;
 pub mod ldap;
 pub mod openpgp;
+pub mod predicates;
 pub mod valexp;
 pub mod x509;
 

@@ -57,6 +57,9 @@ pub enum CheckKind {
     DirectoryX509,
     /// Global directory check of an OpenPGP key.
     DirectoryOpenPgp,
+    /// DANE check of a certificate chain for one service: `Success` for a match, `NotFound`
+    /// for a secure denial of TLSA records and `Invalid` for records that do not match.
+    Dane,
 }
 
 impl CheckKind {
@@ -65,6 +68,7 @@ impl CheckKind {
         match self {
             Self::DirectoryX509 => "directory-x509",
             Self::DirectoryOpenPgp => "directory-openpgp",
+            Self::Dane => "dane",
         }
     }
 }

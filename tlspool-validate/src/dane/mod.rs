@@ -133,14 +133,15 @@ pub fn tlsa_owner(host: &str, port: u16, transport: Transport) -> String {
 ///
 /// `host` is the DNS name of the peer, without a user part. The lookup is bounded by the
 /// resolver's timeout. `pkix` does the PKIX validation that usages 0 and 1 require, and
-/// provides the role and time for DANE-TA paths.
-pub async fn check(
+/// provides the role and time for DANE-TA paths. The returned future is `Send` when `P` is
+/// `Sync`.
+pub async fn check<P: PkixValidator>(
     resolver: &Resolver,
     host: &str,
     port: u16,
     transport: Transport,
     peer_chain_der: &[Vec<u8>],
-    pkix: &dyn PkixValidator,
+    pkix: &P,
 ) -> DaneOutcome {
     let owner = tlsa_owner(host, port, transport);
     let records = match lookup_tlsa(resolver, &owner).await {
