@@ -2,8 +2,9 @@
 //! CONTROL_DETACH, CONTROL_REATTACH and LIDENTRY_REGISTER.
 //!
 //! STARTTLS runs in [`crate::starttls`], which sends its callbacks and final reply itself.
-//! The other commands are not built yet, so each request gets ERROR
-//! `E_TLSPOOL_COMMAND_NOTIMPL` with a message naming the command.
+//! CONTROL_DETACH, CONTROL_REATTACH, PRNG and INFO run in [`crate::control`]. PINENTRY and
+//! LIDENTRY_REGISTER are not built yet, so each gets ERROR `E_TLSPOOL_COMMAND_NOTIMPL` with a
+//! message naming the command.
 
 use std::sync::Arc;
 
@@ -11,9 +12,10 @@ use tracing::debug;
 
 use tlspool_core::logging::TARGET_UNIXSOCK;
 use tlspool_proto::tokio::RecordWriter;
-use tlspool_proto::{ErrorCode, Record};
+use tlspool_proto::{ErrorCode, Facilities, Record};
 
 use crate::callbacks::{CallbackTable, ConnectionId};
+use crate::control::{self, ControlContext};
 use crate::protocol::Request;
 use crate::sessions::SessionRegistry;
 use crate::starttls::TlsResources;
@@ -31,17 +33,27 @@ pub struct CommandContext {
     pub tls: Arc<TlsResources>,
     /// The registry of established sessions.
     pub sessions: Arc<SessionRegistry>,
+    /// The facilities the daemon offers.
+    pub offered: Facilities,
 }
 
 /// Runs `request` and returns its final reply.
 pub async fn execute(request: Request, context: &CommandContext) -> Record {
     let reqid = request.record.reqid;
     let name = request.command.name();
-    // NOTE: PRNG, INFO, CONTROL, PINENTRY and LIDENTRY reply E_TLSPOOL_COMMAND_NOTIMPL until
+    drop(request.fd);
+    let control_context = ControlContext {
+        connection: context.connection,
+        sessions: &context.sessions,
+        starttls_offered: context.offered.contains(Facilities::STARTTLS),
+    };
+    if let Some(reply) = control::serve(reqid, request.record.payload, &control_context).await {
+        return reply;
+    }
+    // NOTE: PINENTRY and LIDENTRY reply E_TLSPOOL_COMMAND_NOTIMPL until
     // their capability is built.
     debug!(target: TARGET_UNIXSOCK, connection = context.connection.0, reqid, command = name,
         "command not implemented");
-    drop(request.fd);
     let message = format!("TLS Pool does not implement {name} yet");
     Record::error(reqid, ErrorCode::CommandNotImpl.code(), &message)
 }

@@ -51,6 +51,7 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
         writer: writer.clone(),
         tls: Arc::clone(&shared.tls),
         sessions: Arc::clone(&shared.sessions),
+        offered: shared.offered,
     };
     let mut requests = JoinSet::new();
     debug!(target: TARGET_UNIXSOCK, connection = connection.0, "client connected");

@@ -36,6 +36,7 @@ pub mod callbacks;
 mod cleanup;
 pub mod commands;
 pub mod connection;
+mod control;
 pub mod daemonize;
 mod error;
 pub mod listener;

@@ -8,12 +8,13 @@
 //! when its [`Registration`] is dropped, which the relay task does when the session ends.
 //!
 //! DETACH and REATTACH follow the outcome table of the TLS Pool version 2 protocol
-//! ([`SessionRegistry::detach`], [`SessionRegistry::reattach`]); the commands themselves are
-//! not served yet.
+//! ([`SessionRegistry::detach`], [`SessionRegistry::reattach`]). Each entry keeps the request
+//! queue of its relay, through which PRNG and INFO read the live session.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use tlspool_core::relay::SessionQueries;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -40,6 +41,7 @@ struct Entry {
     forked: bool,
     generation: u64,
     stop: CancellationToken,
+    queries: SessionQueries,
 }
 
 /// A session's place in the registry; dropping it unregisters the control key.
@@ -81,7 +83,7 @@ impl SessionRegistry {
     }
 
     /// Registers `ctlkey`, attached to `owner` (or detached for `None`), surviving the
-    /// owner's close if `forked`.
+    /// owner's close if `forked`, with `queries` reaching the session's relay.
     ///
     /// # Errors
     ///
@@ -91,6 +93,7 @@ impl SessionRegistry {
         ctlkey: CtlKey,
         owner: Option<ConnectionId>,
         forked: bool,
+        queries: SessionQueries,
     ) -> Result<Registration, CtlKeyInUse> {
         let mut state = self.lock();
         if state.sessions.contains_key(&ctlkey) {
@@ -106,6 +109,7 @@ impl SessionRegistry {
                 forked,
                 generation,
                 stop: stop.clone(),
+                queries,
             },
         );
         Ok(Registration {
@@ -162,6 +166,20 @@ impl SessionRegistry {
             .sessions
             .get(ctlkey)
             .is_some_and(|entry| entry.owner == Some(connection))
+    }
+
+    /// Returns the request queue of the session of `ctlkey` if it is attached to
+    /// `connection`, the condition of PRNG and INFO.
+    pub fn attached_queries(
+        &self,
+        ctlkey: &CtlKey,
+        connection: ConnectionId,
+    ) -> Option<SessionQueries> {
+        self.lock()
+            .sessions
+            .get(ctlkey)
+            .filter(|entry| entry.owner == Some(connection))
+            .map(|entry| entry.queries.clone())
     }
 
     /// Applies the close of `connection`: its forked sessions become detached, the others are
@@ -244,34 +262,58 @@ mod tests {
     use super::*;
 
     const MINE: ConnectionId = ConnectionId(1);
+
+    fn queries() -> SessionQueries {
+        tlspool_core::relay::query_channel().0
+    }
     const OTHER: ConnectionId = ConnectionId(2);
 
     #[test]
     fn duplicate_key_is_rejected() {
         let registry = SessionRegistry::new();
-        let _first = registry.register([1; 16], Some(MINE), false).unwrap();
+        let _first = registry
+            .register([1; 16], Some(MINE), false, queries())
+            .unwrap();
         assert_eq!(
-            registry.register([1; 16], Some(OTHER), false).unwrap_err(),
+            registry
+                .register([1; 16], Some(OTHER), false, queries())
+                .unwrap_err(),
             CtlKeyInUse
         );
-        assert!(registry.register([2; 16], Some(MINE), false).is_ok());
+        assert!(
+            registry
+                .register([2; 16], Some(MINE), false, queries())
+                .is_ok()
+        );
     }
 
     #[test]
     fn dropped_registration_frees_key() {
         let registry = SessionRegistry::new();
-        let first = registry.register([1; 16], Some(MINE), false).unwrap();
+        let first = registry
+            .register([1; 16], Some(MINE), false, queries())
+            .unwrap();
         drop(first);
         assert!(registry.is_empty());
-        assert!(registry.register([1; 16], Some(MINE), false).is_ok());
+        assert!(
+            registry
+                .register([1; 16], Some(MINE), false, queries())
+                .is_ok()
+        );
     }
 
     #[test]
     fn close_stops_attached_and_detaches_forked() {
         let registry = SessionRegistry::new();
-        let plain = registry.register([1; 16], Some(MINE), false).unwrap();
-        let forked = registry.register([2; 16], Some(MINE), true).unwrap();
-        let elsewhere = registry.register([3; 16], Some(OTHER), false).unwrap();
+        let plain = registry
+            .register([1; 16], Some(MINE), false, queries())
+            .unwrap();
+        let forked = registry
+            .register([2; 16], Some(MINE), true, queries())
+            .unwrap();
+        let elsewhere = registry
+            .register([3; 16], Some(OTHER), false, queries())
+            .unwrap();
         assert_eq!(registry.release_connection(MINE), (1, 1));
         assert!(plain.stop_signal().is_cancelled());
         assert!(!forked.stop_signal().is_cancelled());
@@ -280,14 +322,21 @@ mod tests {
         assert!(!registry.is_attached_to(&[2; 16], MINE));
         assert_eq!(registry.reattach(&[2; 16], OTHER), Ok(()));
         assert!(registry.is_attached_to(&[2; 16], OTHER));
+        assert!(registry.attached_queries(&[2; 16], OTHER).is_some());
+        assert!(registry.attached_queries(&[2; 16], MINE).is_none());
+        assert!(registry.attached_queries(&[9; 16], OTHER).is_none());
     }
 
     #[test]
     fn stopped_key_can_be_reused_before_relay_ends() {
         let registry = SessionRegistry::new();
-        let old = registry.register([1; 16], Some(MINE), false).unwrap();
+        let old = registry
+            .register([1; 16], Some(MINE), false, queries())
+            .unwrap();
         registry.release_connection(MINE);
-        let new = registry.register([1; 16], Some(OTHER), false).unwrap();
+        let new = registry
+            .register([1; 16], Some(OTHER), false, queries())
+            .unwrap();
         drop(old);
         assert!(registry.is_attached_to(&[1; 16], OTHER));
         drop(new);
@@ -297,7 +346,9 @@ mod tests {
     #[test]
     fn detach_and_reattach_outcomes() {
         let registry = SessionRegistry::new();
-        let _session = registry.register([1; 16], Some(MINE), false).unwrap();
+        let _session = registry
+            .register([1; 16], Some(MINE), false, queries())
+            .unwrap();
         let key = [1; 16];
         assert_eq!(registry.detach(&[9; 16], MINE), Err(ControlError::NotFound));
         assert_eq!(registry.detach(&key, OTHER), Err(ControlError::NotYours));
@@ -318,7 +369,7 @@ mod tests {
     #[test]
     fn detached_session_survives_close() {
         let registry = SessionRegistry::new();
-        let session = registry.register([1; 16], None, false).unwrap();
+        let session = registry.register([1; 16], None, false, queries()).unwrap();
         assert_eq!(registry.release_connection(MINE), (0, 0));
         assert!(!session.stop_signal().is_cancelled());
     }

@@ -145,12 +145,25 @@ impl InfoKind {
     /// `PIOK_INFO_CHANBIND_TLS_SERVER_END_POINT`: the RFC 5929 `tls-server-end-point` channel
     /// binding (query).
     pub const CHANBIND_TLS_SERVER_END_POINT: Self = Self(0x5929_0001);
+    /// `PIOK_INFO_CHANBIND_TLS_EXPORTER`: the RFC 9266 `tls-exporter` channel binding, for
+    /// TLS 1.3 only (query).
+    pub const CHANBIND_TLS_EXPORTER: Self = Self(0x5929_0002);
+    /// `PIOK_INFO_PEER_CERTIFICATE_TYPE`: the certificate type the peer sent, as the GnuTLS
+    /// name `X.509`, `RAWPK` or `OPENPGP` (query). A kind of this implementation, in the local
+    /// range `0x7470_xxxx`, which the TLS Pool version 2 protocol does not define.
+    pub const PEER_CERTIFICATE_TYPE: Self = Self(0x7470_0000);
+    /// `PIOK_INFO_MY_CERTIFICATE_TYPE`: the certificate type this side sent, named as for
+    /// [`Self::PEER_CERTIFICATE_TYPE`] (query, local range).
+    pub const MY_CERTIFICATE_TYPE: Self = Self(0x7470_0100);
+    /// `PIOK_INFO_PROTOCOL_VERSION`: the negotiated protocol version as the GnuTLS name, such
+    /// as `TLS1.2` or `TLS1.3` (query, local range).
+    pub const PROTOCOL_VERSION: Self = Self(0x7470_0001);
 
     /// Bit that selects the local certificate instead of the peer's.
     pub const MYCERT_BIT: u32 = 0x0000_0100;
 
     /// Every defined kind.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 12] = [
         Self::PEERCERT_SUBJECT,
         Self::PEERCERT_ISSUER,
         Self::PEERCERT_SUBJECTALTNAME,
@@ -159,6 +172,10 @@ impl InfoKind {
         Self::MYCERT_SUBJECTALTNAME,
         Self::CHANBIND_TLS_UNIQUE,
         Self::CHANBIND_TLS_SERVER_END_POINT,
+        Self::CHANBIND_TLS_EXPORTER,
+        Self::PEER_CERTIFICATE_TYPE,
+        Self::MY_CERTIFICATE_TYPE,
+        Self::PROTOCOL_VERSION,
     ];
 
     /// Returns true for one of the defined `PIOK_INFO_*` kinds.

@@ -34,7 +34,7 @@ use tracing::{debug, info};
 
 use tlspool_core::db::DbEnv;
 use tlspool_core::logging::TARGET_TLS;
-use tlspool_core::relay::{self, CipherSocket, RelayEnd, RelayError};
+use tlspool_core::relay::{self, CipherSocket, QueryReceiver, RelayEnd, RelayError};
 use tlspool_core::tls::{
     self, ClientCertificate, CredentialSelector, Role, Session, SessionConfig, TlsError,
 };
@@ -76,6 +76,7 @@ struct Established {
     cipher: CipherSocket,
     plaintext: OwnedFd,
     registration: Registration,
+    queries: QueryReceiver,
     reply: StartTls,
     /// The request id of the final reply: that of the last callback response.
     reqid: u16,
@@ -121,13 +122,15 @@ async fn relay_session(established: Established, connection: u64) {
         cipher,
         plaintext,
         registration,
+        queries,
         ..
     } = established;
-    let outcome = relay::run(
+    let outcome = relay::run_with_queries(
         session,
         cipher.into_fd(),
         plaintext,
         registration.stop_signal(),
+        queries,
     )
     .await;
     let end = match &outcome.end {
@@ -238,16 +241,18 @@ impl Negotiation<'_> {
         };
         let owner =
             (!self.params.flags.contains(StartTlsFlags::DETACH)).then_some(self.context.connection);
+        let (sender, queries) = relay::query_channel();
         let registration = self
             .context
             .sessions
-            .register(self.params.ctlkey, owner, self.forked)
+            .register(self.params.ctlkey, owner, self.forked, sender)
             .map_err(|_| StartTlsError::CtlKeyInUse)?;
         Ok(Established {
             session,
             cipher,
             plaintext,
             registration,
+            queries,
             reply: self.params.clone(),
             reqid: self.reqid,
         })
