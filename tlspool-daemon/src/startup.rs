@@ -27,7 +27,7 @@ use crate::pidfile::PidFile;
 use crate::privileges::Privileges;
 use crate::server;
 use crate::sessions::SessionRegistry;
-use crate::starttls::TlsResources;
+use crate::starttls::{CredentialLoader, TlsResources};
 use crate::tokens;
 
 /// Worker threads of the runtime. Connections are tasks, so a few threads serve many.
@@ -102,6 +102,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     let tls = TlsResources {
         databases,
         priority: config.tls_priority().to_owned(),
+        credentials: CredentialLoader::new(config.pkcs11_timeout()),
     };
 
     let (sockets, socket_files): (Vec<_>, Vec<_>) =

@@ -26,7 +26,7 @@ pub use client::{
 };
 pub use error::ConfigError;
 pub use key::Key;
-pub use settings::{DEFAULT_DNSSEC_ROOTKEY, DEFAULT_TLS_PRIORITY};
+pub use settings::{DEFAULT_DNSSEC_ROOTKEY, DEFAULT_PKCS11_TIMEOUT, DEFAULT_TLS_PRIORITY};
 pub use syntax::MAX_LINE_LENGTH;
 
 use settings::Settings;

@@ -4,6 +4,20 @@
 //! Every lookup opens a fresh read transaction, so changes made with `tlspool-admin` apply to
 //! the next handshake without a restart. In both roles the first listed identity, and within
 //! it the first listed value, wins.
+//!
+//! The lookups block (LMDB reads, and PKCS #11 calls inside `gnutls_privkey_import_url` that
+//! may wait on a slow token), so [`CredentialLoader`] runs them on tokio's blocking threads,
+//! at most [`MAX_CONCURRENT_LOOKUPS`] at once, each within `pkcs11_timeout`. A lookup that
+//! times out keeps its slot until its thread returns, so a hung token stalls at most that many
+//! threads. Loaded credentials are cached per (local identity, role) for [`CACHE_TTL`], and an
+//! entry is reused only while the stored localid value is byte-identical, so a change made
+//! with `tlspool-admin` takes effect at the next handshake.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use tlspool_core::db::{
     self, CredentialType, Database, DbEnv, DbRead, Donai, LocalIdEntry, LocalIdFlags,
@@ -11,6 +25,193 @@ use tlspool_core::db::{
 use tlspool_core::tls::{self, PrivateKeySource};
 
 use super::error::StartTlsError;
+
+/// Maximum number of credential lookups that run on blocking threads at once.
+pub const MAX_CONCURRENT_LOOKUPS: usize = 8;
+
+/// How long a loaded credential is reused while its stored value stays the same. It bounds
+/// how long a key that was replaced on the token, under the same URI, stays in use.
+pub const CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// Runs credential lookups off the async workers, bounded in time and number, and caches the
+/// loaded credentials.
+#[derive(Debug)]
+pub struct CredentialLoader {
+    permits: Arc<Semaphore>,
+    timeout: Duration,
+    cache: Arc<Mutex<HashMap<(String, db::Role), CachedCredential>>>,
+}
+
+/// A loaded credential with the stored value it came from.
+#[derive(Debug)]
+struct CachedCredential {
+    entry: LocalIdEntry,
+    credentials: tls::Credentials,
+    loaded_at: Instant,
+}
+
+impl CredentialLoader {
+    /// Creates a loader whose lookups each fail after `timeout` (`pkcs11_timeout`).
+    pub fn new(timeout: Duration) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(MAX_CONCURRENT_LOOKUPS)),
+            timeout,
+            cache: Arc::default(),
+        }
+    }
+
+    /// Runs `job` on a blocking thread and waits for it within the timeout, which includes the
+    /// wait for a free slot. `lookup` names the lookup in the timeout error.
+    pub(crate) async fn run<T, F>(&self, lookup: String, job: F) -> Result<T, StartTlsError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&CredentialCache) -> Result<T, StartTlsError> + Send + 'static,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let timed_out = |lookup: String| StartTlsError::CredentialLookupTimedOut {
+            lookup,
+            timeout: self.timeout,
+        };
+        let acquire = Arc::clone(&self.permits).acquire_owned();
+        // The semaphore is never closed, so only the timeout fails the wait.
+        let Ok(Ok(permit)) = tokio::time::timeout_at(deadline, acquire).await else {
+            return Err(timed_out(lookup));
+        };
+        let cache = CredentialCache {
+            entries: Arc::clone(&self.cache),
+        };
+        let handle = tokio::task::spawn_blocking(move || {
+            let result = job(&cache);
+            drop(permit);
+            result
+        });
+        match tokio::time::timeout_at(deadline, handle).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(error)) => Err(StartTlsError::CredentialLookupFailed {
+                lookup,
+                reason: error.to_string(),
+            }),
+            Err(_) => Err(timed_out(lookup)),
+        }
+    }
+
+    /// Looks up the server credential of `local_id` off the async workers.
+    pub(crate) async fn server_credential(
+        &self,
+        databases: Arc<super::TlsResources>,
+        field: &'static str,
+        local_id: &str,
+    ) -> Result<LocalCredential, StartTlsError> {
+        let local_id = local_id.to_owned();
+        self.run(
+            format!("the server credential of {local_id}"),
+            move |cache| server_credential(databases_of(&databases)?, cache, field, &local_id),
+        )
+        .await
+    }
+
+    /// Looks up the client credential of `local_id` off the async workers.
+    pub(crate) async fn client_credential(
+        &self,
+        databases: Arc<super::TlsResources>,
+        local_id: &str,
+    ) -> Result<LocalCredential, StartTlsError> {
+        let local_id = local_id.to_owned();
+        self.run(
+            format!("the client credential of {local_id}"),
+            move |cache| client_credential(databases_of(&databases)?, cache, &local_id),
+        )
+        .await
+    }
+
+    /// Looks up the client credential disclosed to `remote_id` off the async workers.
+    pub(crate) async fn disclosed_client_credential(
+        &self,
+        databases: Arc<super::TlsResources>,
+        remote_id: &str,
+    ) -> Result<Option<LocalCredential>, StartTlsError> {
+        let remote_id = remote_id.to_owned();
+        self.run(
+            format!("the client credential disclosed to {remote_id}"),
+            move |cache| disclosed_client_credential(databases_of(&databases)?, cache, &remote_id),
+        )
+        .await
+    }
+
+    /// Returns the local identities disclosed to `remote_id`, read off the async workers.
+    pub(crate) async fn disclosed_identities(
+        &self,
+        databases: Arc<super::TlsResources>,
+        remote_id: &str,
+    ) -> Result<Vec<Donai>, StartTlsError> {
+        let remote_id = remote_id.to_owned();
+        self.run(
+            format!("the identities disclosed to {remote_id}"),
+            move |_| disclosed_identities(databases_of(&databases)?, &remote_id),
+        )
+        .await
+    }
+}
+
+fn databases_of(resources: &super::TlsResources) -> Result<&DbEnv, StartTlsError> {
+    resources
+        .databases
+        .as_ref()
+        .ok_or(StartTlsError::NoDatabases)
+}
+
+/// The credential cache as a blocking lookup sees it.
+#[derive(Debug)]
+pub(crate) struct CredentialCache {
+    entries: Arc<Mutex<HashMap<(String, db::Role), CachedCredential>>>,
+}
+
+impl CredentialCache {
+    /// Returns the credential of `entry` for `local_id` in `role`, from the cache while it is
+    /// fresh and was loaded from the same stored value, else loaded anew (and then cached).
+    fn load(
+        &self,
+        local_id: &str,
+        role: db::Role,
+        entry: &LocalIdEntry,
+    ) -> Result<LocalCredential, StartTlsError> {
+        let key = (local_id.to_owned(), role);
+        {
+            let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(cached) = entries.get(&key)
+                && cached.entry == *entry
+                && cached.loaded_at.elapsed() < CACHE_TTL
+            {
+                return Ok(LocalCredential {
+                    local_id: local_id.to_owned(),
+                    credentials: cached.credentials.clone(),
+                });
+            }
+        }
+        // Two lookups that miss at once both load; the later one replaces the entry.
+        let loaded = load(local_id, entry)?;
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|_, cached| cached.loaded_at.elapsed() < CACHE_TTL);
+        entries.insert(
+            key,
+            CachedCredential {
+                entry: entry.clone(),
+                credentials: loaded.credentials.clone(),
+                loaded_at: Instant::now(),
+            },
+        );
+        Ok(loaded)
+    }
+
+    /// Returns the number of cached credentials.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
 
 /// The credential a handshake presents, with the local identity it belongs to.
 #[derive(Debug, Clone)]
@@ -36,8 +237,9 @@ pub(crate) fn parse_donai(field: &'static str, text: &str) -> Result<Donai, Star
 ///
 /// [`StartTlsError::NoLocalIdentity`] when the identity has no usable X.509 server value, and
 /// the errors of reading the database and loading the credential.
-pub(crate) fn server_credential(
+fn server_credential(
     databases: &DbEnv,
+    cache: &CredentialCache,
     field: &'static str,
     local_id: &str,
 ) -> Result<LocalCredential, StartTlsError> {
@@ -49,7 +251,11 @@ pub(crate) fn server_credential(
             .ok_or_else(|| StartTlsError::NoLocalIdentity {
                 local_id: local_id.to_owned(),
             })?;
-    load(&credential.local_id.to_string(), &credential.entry)
+    cache.load(
+        &credential.local_id.to_string(),
+        db::Role::Server,
+        &credential.entry,
+    )
 }
 
 /// Returns the local identities disclosed to `remote_id`, in order of preference.
@@ -58,10 +264,7 @@ pub(crate) fn server_credential(
 ///
 /// [`StartTlsError::RemoteIdNeeded`] for an empty `remote_id`, and
 /// [`StartTlsError::NothingDisclosed`] when no disclose selector matches it.
-pub(crate) fn disclosed_identities(
-    databases: &DbEnv,
-    remote_id: &str,
-) -> Result<Vec<Donai>, StartTlsError> {
+fn disclosed_identities(databases: &DbEnv, remote_id: &str) -> Result<Vec<Donai>, StartTlsError> {
     if remote_id.is_empty() {
         return Err(StartTlsError::RemoteIdNeeded);
     }
@@ -82,8 +285,9 @@ pub(crate) fn disclosed_identities(
 ///
 /// As [`disclosed_identities`], and the errors of reading the database and loading the
 /// credential.
-pub(crate) fn disclosed_client_credential(
+fn disclosed_client_credential(
     databases: &DbEnv,
+    cache: &CredentialCache,
     remote_id: &str,
 ) -> Result<Option<LocalCredential>, StartTlsError> {
     if remote_id.is_empty() {
@@ -97,7 +301,13 @@ pub(crate) fn disclosed_client_credential(
     };
     found
         .get(CredentialType::X509)
-        .map(|credential| load(&credential.local_id.to_string(), &credential.entry))
+        .map(|credential| {
+            cache.load(
+                &credential.local_id.to_string(),
+                db::Role::Client,
+                &credential.entry,
+            )
+        })
         .transpose()
 }
 
@@ -107,8 +317,9 @@ pub(crate) fn disclosed_client_credential(
 ///
 /// [`StartTlsError::NoLocalIdentity`] when the identity has no usable X.509 client value, and
 /// the errors of reading the database and loading the credential.
-pub(crate) fn client_credential(
+fn client_credential(
     databases: &DbEnv,
+    cache: &CredentialCache,
     local_id: &str,
 ) -> Result<LocalCredential, StartTlsError> {
     let donai = parse_donai("localid", local_id)?;
@@ -125,7 +336,7 @@ pub(crate) fn client_credential(
         .ok_or_else(|| StartTlsError::NoLocalIdentity {
             local_id: local_id.to_owned(),
         })?;
-    load(&key, &entry)
+    cache.load(&key, db::Role::Client, &entry)
 }
 
 /// Loads `entry` of `local_id` into GnuTLS: the certificate chain from the database and the
@@ -208,6 +419,112 @@ fn der_length(data: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// A lookup that blocks its thread for `duration`, standing in for a hung token.
+    fn slow_lookup(
+        duration: Duration,
+        done: Arc<AtomicUsize>,
+    ) -> impl FnOnce(&CredentialCache) -> Result<u32, StartTlsError> + Send + 'static {
+        move |_| {
+            std::thread::sleep(duration);
+            done.fetch_add(1, Ordering::SeqCst);
+            Ok(7)
+        }
+    }
+
+    #[test]
+    fn lookup_returns_result_of_job() {
+        let loader = CredentialLoader::new(Duration::from_secs(5));
+        let result = runtime().block_on(loader.run("a value".to_owned(), |cache| {
+            assert_eq!(cache.len(), 0);
+            Ok(42)
+        }));
+        assert_eq!(result.unwrap(), 42);
+    }
+
+    #[test]
+    fn slow_lookup_times_out_with_clear_error() {
+        let loader = CredentialLoader::new(Duration::from_millis(200));
+        let done = Arc::new(AtomicUsize::new(0));
+        let runtime = runtime();
+        let started = Instant::now();
+        let result = runtime.block_on(loader.run(
+            "the server credential of dev.example".to_owned(),
+            slow_lookup(Duration::from_secs(2), Arc::clone(&done)),
+        ));
+        let elapsed = started.elapsed();
+
+        let error = result.unwrap_err();
+        assert!(matches!(
+            error,
+            StartTlsError::CredentialLookupTimedOut { .. }
+        ));
+        let message = error.to_string();
+        assert!(message.contains("timed out"), "{message}");
+        assert!(message.contains("dev.example"), "{message}");
+        assert!(message.contains("pkcs11_timeout"), "{message}");
+        assert_eq!(error.tlserrno(), 110);
+        assert!(elapsed < Duration::from_secs(1), "took {elapsed:?}");
+    }
+
+    #[test]
+    fn hung_lookups_hold_at_most_the_slot_count() {
+        let loader = Arc::new(CredentialLoader::new(Duration::from_millis(300)));
+        let done = Arc::new(AtomicUsize::new(0));
+        let runtime = runtime();
+        let results = runtime.block_on(async {
+            let mut lookups = tokio::task::JoinSet::new();
+            for index in 0..MAX_CONCURRENT_LOOKUPS * 3 {
+                let loader = Arc::clone(&loader);
+                let job = slow_lookup(Duration::from_secs(1), Arc::clone(&done));
+                lookups.spawn(async move { loader.run(format!("lookup {index}"), job).await });
+            }
+            lookups.join_all().await
+        });
+        assert!(results.iter().all(Result::is_err));
+
+        // Only the lookups that got a slot ran; the others timed out waiting for one.
+        std::thread::sleep(Duration::from_millis(1500));
+        assert_eq!(done.load(Ordering::SeqCst), MAX_CONCURRENT_LOOKUPS);
+    }
+
+    #[test]
+    fn lookup_answers_after_slow_token_returns() {
+        let loader = CredentialLoader::new(Duration::from_millis(200));
+        let done = Arc::new(AtomicUsize::new(0));
+        let runtime = runtime();
+        let slow = runtime.block_on(loader.run(
+            "slow".to_owned(),
+            slow_lookup(Duration::from_millis(400), Arc::clone(&done)),
+        ));
+        assert!(slow.is_err());
+
+        std::thread::sleep(Duration::from_millis(400));
+        let fast = runtime.block_on(loader.run("fast".to_owned(), |_| Ok(1)));
+        assert_eq!(fast.unwrap(), 1);
+        assert_eq!(done.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn panicking_lookup_fails_request() {
+        let loader = CredentialLoader::new(Duration::from_secs(5));
+        let result: Result<u32, _> =
+            runtime().block_on(loader.run("a panic".to_owned(), |_| panic!("token library")));
+        assert!(matches!(
+            result,
+            Err(StartTlsError::CredentialLookupFailed { .. })
+        ));
+    }
 
     fn sequence(contents: usize) -> Vec<u8> {
         let mut der = vec![0x30];

@@ -144,6 +144,28 @@ pub enum StartTlsError {
         source: TlsError,
     },
 
+    /// A credential lookup (localid read and token key import) did not finish within
+    /// `pkcs11_timeout`.
+    #[error(
+        "TLS Pool timed out after {} s looking up {lookup}; check the PKCS #11 token or raise pkcs11_timeout",
+        timeout.as_secs()
+    )]
+    CredentialLookupTimedOut {
+        /// What was looked up.
+        lookup: String,
+        /// The `pkcs11_timeout` that passed.
+        timeout: Duration,
+    },
+
+    /// The thread of a credential lookup panicked or was cancelled.
+    #[error("TLS Pool failed looking up {lookup}: {reason}")]
+    CredentialLookupFailed {
+        /// What was looked up.
+        lookup: String,
+        /// The panic or cancellation.
+        reason: String,
+    },
+
     /// Creating the TLS session failed (a priority string GnuTLS rejects, for instance).
     #[error("TLS Pool cannot set up the TLS session: {source}")]
     SessionSetup {
@@ -257,7 +279,7 @@ impl StartTlsError {
         match self {
             Self::InvalidIdentity { .. } => EINVAL,
             Self::UnknownTransport { .. } => EPROTONOSUPPORT,
-            Self::HandshakeTimedOut { .. } => ETIMEDOUT,
+            Self::HandshakeTimedOut { .. } | Self::CredentialLookupTimedOut { .. } => ETIMEDOUT,
             Self::PeerCertificateMissing => ENOKEY,
             Self::PeerRejected { source } => validate_errno(source),
             Self::ValidationExpressionNotEvaluated { .. } | Self::NoPeerIdentity { .. } => {

@@ -40,6 +40,7 @@ use tlspool_core::tls::{
 };
 use tlspool_proto::{Identity, Payload, Record, StartTls, StartTlsFlags, TIMEOUT_DEFAULT};
 
+pub use credentials::{CACHE_TTL, CredentialLoader, MAX_CONCURRENT_LOOKUPS};
 pub use error::StartTlsError;
 
 use crate::commands::CommandContext;
@@ -60,13 +61,16 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_SCTP: u8 = 132;
 
-/// What every STARTTLS request of the daemon shares: the databases and the GnuTLS priority.
+/// What every STARTTLS request of the daemon shares: the databases, the GnuTLS priority and
+/// the credential loader.
 #[derive(Debug)]
 pub struct TlsResources {
     /// The databases, opened read-only, or `None` without `dbenv_dir`.
     pub databases: Option<DbEnv>,
     /// The GnuTLS priority string (`tls_priority`).
     pub priority: String,
+    /// The runner and cache of credential lookups, bounded by `pkcs11_timeout`.
+    pub credentials: CredentialLoader,
 }
 
 /// A session whose final reply is due: the handshake is done, the peer validated and the
@@ -208,15 +212,10 @@ impl Negotiation<'_> {
         });
 
         let (session, cipher, local_id) = match role {
-            Role::Client => {
-                self.client_handshake(databases, cipher_fd, deadline)
-                    .await?
-            }
-            Role::Server => {
-                self.server_handshake(databases, cipher_fd, deadline)
-                    .await?
-            }
+            Role::Client => self.client_handshake(cipher_fd, deadline).await?,
+            Role::Server => self.server_handshake(cipher_fd, deadline).await?,
         };
+        // NOTE: peer validation still reads the trust database on the async worker.
         let remote_id = peer::authenticate(
             databases,
             &session,
@@ -261,21 +260,29 @@ impl Negotiation<'_> {
     /// Handshakes as a TLS client with the credential disclosed to the remote identity.
     async fn client_handshake(
         &mut self,
-        databases: &DbEnv,
         cipher_fd: OwnedFd,
         deadline: Option<Deadline>,
     ) -> Result<(Session, CipherSocket, String), StartTlsError> {
         let remote_id = self.params.remoteid.as_str().to_owned();
+        let loader = &self.resources.credentials;
         let credential = if self.params.flags.contains(StartTlsFlags::LOCALID_CHECK) {
-            let disclosed = credentials::disclosed_identities(databases, &remote_id)?;
+            let disclosed = loader
+                .disclosed_identities(Arc::clone(self.resources), &remote_id)
+                .await?;
             let proposal = disclosed
                 .first()
                 .map(ToString::to_string)
                 .unwrap_or_else(|| self.params.localid.as_str().to_owned());
             let chosen = self.check_localid(&proposal).await?;
-            Some(credentials::client_credential(databases, &chosen)?)
+            Some(
+                loader
+                    .client_credential(Arc::clone(self.resources), &chosen)
+                    .await?,
+            )
         } else {
-            credentials::disclosed_client_credential(databases, &remote_id)?
+            loader
+                .disclosed_client_credential(Arc::clone(self.resources), &remote_id)
+                .await?
         };
 
         let mut config = self.session_config(Role::Client, deadline);
@@ -299,26 +306,36 @@ impl Negotiation<'_> {
     /// Handshakes as a TLS server with the credential of `localid` or of the client's SNI.
     async fn server_handshake(
         &mut self,
-        databases: &DbEnv,
         cipher_fd: OwnedFd,
         deadline: Option<Deadline>,
     ) -> Result<(Session, CipherSocket, String), StartTlsError> {
-        let config = self.session_config(Role::Server, deadline);
+        let mut config = self.session_config(Role::Server, deadline);
         let preset = self.params.localid.as_str().to_owned();
+        let loader = &self.resources.credentials;
+        let check = self.params.flags.contains(StartTlsFlags::LOCALID_CHECK);
 
-        if self.params.flags.contains(StartTlsFlags::LOCALID_CHECK) {
+        // Without a preset identity the credential follows the client's server name. The
+        // ClientHello is read first so that the lookup runs off the handshake, which calls the
+        // credential selector synchronously.
+        if check || preset.is_empty() {
             let hello = with_deadline(deadline, client_hello::read(cipher_fd)).await?;
             let (cipher_fd, received, server_name) = hello?;
-            let proposal = match (preset.is_empty(), server_name) {
+            let (field, proposal) = match (preset.is_empty(), server_name) {
                 (false, name) => {
                     check_server_name(&preset, name.as_deref())?;
-                    preset
+                    ("localid", preset)
                 }
-                (true, Some(name)) => name,
+                (true, Some(name)) => ("server name", name),
                 (true, None) => return Err(StartTlsError::NoServerName),
             };
-            let chosen = self.check_localid(&proposal).await?;
-            let found = credentials::server_credential(databases, "localid", &chosen)?;
+            let (field, chosen) = if check {
+                ("localid", self.check_localid(&proposal).await?)
+            } else {
+                (field, proposal)
+            };
+            let found = loader
+                .server_credential(Arc::clone(self.resources), field, &chosen)
+                .await?;
             let session = Session::new(config, &found.credentials)
                 .map_err(|source| StartTlsError::SessionSetup { source })?;
             let (session, cipher) = drive(session, cipher_fd, &received, deadline, None).await?;
@@ -326,22 +343,15 @@ impl Negotiation<'_> {
         }
 
         let choice = Arc::new(Mutex::new(SelectorChoice::default()));
-        let (mut config, initial) = if preset.is_empty() {
-            let anonymous = tls::Credentials::builder()
-                .build()
-                .map_err(|source| StartTlsError::SessionSetup { source })?;
-            (config, anonymous)
-        } else {
-            let found = credentials::server_credential(databases, "localid", &preset)?;
-            (config, found.credentials)
+        let found = loader
+            .server_credential(Arc::clone(self.resources), "localid", &preset)
+            .await?;
+        let preset_credential = LocalCredential {
+            local_id: preset.clone(),
+            credentials: found.credentials.clone(),
         };
-        config.credential_selector = Some(selector(
-            Arc::clone(self.resources),
-            preset.clone(),
-            initial.clone(),
-            Arc::clone(&choice),
-        ));
-        let session = Session::new(config, &initial)
+        config.credential_selector = Some(selector(preset_credential, Arc::clone(&choice)));
+        let session = Session::new(config, &found.credentials)
             .map_err(|source| StartTlsError::SessionSetup { source })?;
         let (session, cipher) = drive(session, cipher_fd, &[], deadline, Some(&choice)).await?;
         let local_id = lock(&choice).local_id.clone().unwrap_or(preset);
@@ -384,30 +394,12 @@ struct SelectorChoice {
     failure: Option<StartTlsError>,
 }
 
-/// Builds the selector of a server without `LOCALID_CHECK`. With a preset `localid` it
-/// returns `preset_credentials` when the client's server name matches the domain of
-/// `localid` (or is absent); without one it looks up the server name in the localid database.
-fn selector(
-    resources: Arc<TlsResources>,
-    preset: String,
-    preset_credentials: tls::Credentials,
-    choice: Arc<Mutex<SelectorChoice>>,
-) -> CredentialSelector {
+/// Builds the selector of a server with a preset `localid` and without `LOCALID_CHECK`: it
+/// returns the credential of `preset` when the client's server name matches the domain of
+/// `localid` (or is absent).
+fn selector(preset: LocalCredential, choice: Arc<Mutex<SelectorChoice>>) -> CredentialSelector {
     Arc::new(move |server_name: Option<&str>| {
-        let result = if preset.is_empty() {
-            match (server_name, resources.databases.as_ref()) {
-                (None, _) => Err(StartTlsError::NoServerName),
-                (Some(_), None) => Err(StartTlsError::NoDatabases),
-                (Some(name), Some(databases)) => {
-                    credentials::server_credential(databases, "server name", name)
-                }
-            }
-        } else {
-            check_server_name(&preset, server_name).map(|()| LocalCredential {
-                local_id: preset.clone(),
-                credentials: preset_credentials.clone(),
-            })
-        };
+        let result = check_server_name(&preset.local_id, server_name).map(|()| preset.clone());
         let mut choice = lock(&choice);
         match result {
             Ok(found) => {
