@@ -169,11 +169,7 @@ mod tests {
     fn empty_vector_registers_and_unregisters() {
         assert_eq!(
             lines("0", &["", ""]),
-            [
-                "0",
-                "final failed",
-                "final failed",
-            ]
+            ["0", "final failed", "final failed",]
         );
     }
 
