@@ -103,6 +103,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         databases,
         priority: config.tls_priority().to_owned(),
         credentials: CredentialLoader::new(config.pkcs11_timeout()),
+        validation: crate::starttls::Validation::from_config(&config),
     };
 
     let (sockets, socket_files): (Vec<_>, Vec<_>) =

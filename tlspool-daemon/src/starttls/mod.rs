@@ -16,16 +16,17 @@
 //!
 //! - A client with `LOCALID_CHECK` receives its LOCALID callback before the handshake, for
 //!   the first disclosed identity, even when the server never requests a certificate.
-//! - `DTLS`, `IGNORE_CACHES`, `DOMAIN_REPRESENTS_USER` and `LOCALID_ONTHEFLY` are accepted
-//!   and have no effect.
+//! - `DTLS`, `DOMAIN_REPRESENTS_USER` and `LOCALID_ONTHEFLY` are accepted and have no
+//!   effect. `IGNORE_CACHES` bypasses the cache of the online validation checks.
 
 mod callback;
 mod client_hello;
 mod credentials;
 mod error;
 mod peer;
+mod validation;
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ use tlspool_proto::{Identity, Payload, Record, StartTls, StartTlsFlags, TIMEOUT_
 
 pub use credentials::{CACHE_TTL, CredentialLoader, MAX_CONCURRENT_LOOKUPS};
 pub use error::StartTlsError;
+pub use validation::Validation;
 
 use crate::commands::CommandContext;
 use crate::protocol::Request;
@@ -71,6 +73,8 @@ pub struct TlsResources {
     pub priority: String,
     /// The runner and cache of credential lookups, bounded by `pkcs11_timeout`.
     pub credentials: CredentialLoader,
+    /// The validation expression settings and online checks.
+    pub validation: Validation,
 }
 
 /// A session whose final reply is due: the handshake is done, the peer validated and the
@@ -199,6 +203,7 @@ impl Negotiation<'_> {
             return Err(StartTlsError::RenegotiationNotImplemented);
         }
         let cipher_fd = cipher_fd.ok_or(StartTlsError::CipherSocketNeeded)?;
+        let peer_port = validation::peer_port(cipher_fd.as_fd());
         let role = normalise_roles(&mut self.params.flags)?;
         check_transport(self.params.ipproto)?;
         let databases = self
@@ -215,13 +220,15 @@ impl Negotiation<'_> {
             Role::Client => self.client_handshake(cipher_fd, deadline).await?,
             Role::Server => self.server_handshake(cipher_fd, deadline).await?,
         };
-        // NOTE: peer validation still reads the trust database on the async worker.
-        let remote_id = peer::authenticate(
-            databases,
-            &session,
-            self.params.flags,
-            self.params.remoteid.as_str(),
-        )?;
+        let request = peer::PeerRequest {
+            flags: self.params.flags,
+            remote_id: self.params.remoteid.as_str(),
+            local_id: &local_id,
+            peer_port,
+        };
+        let validation = &self.resources.validation;
+        let peer = peer::prepare(databases, validation, &session, &request)?;
+        let remote_id = peer::decide(peer, validation).await?;
         self.params.localid = identity_field("localid", &local_id)?;
         self.params.remoteid = identity_field("remoteid", &remote_id)?;
         debug!(target: TARGET_TLS, connection = self.context.connection.0, reqid = self.reqid,

@@ -1,85 +1,432 @@
-//! Validation of the peer after the handshake, failing closed: its certificate chain against
-//! the trust database for the peer's role, its revocation entries, and its name against the
-//! requested remote identity. The result is the authenticated remote identity.
+//! Validation of the peer after the handshake, failing closed: the facts about its certificate
+//! chain (trust anchors of the peer's role, revocation entries, pins, its name against the
+//! requested remote identity), the handshake and the local credential, and the validation
+//! expression over them. The result is the authenticated remote identity.
+//!
+//! [`prepare`] gathers everything from the session and the databases without waiting, and
+//! [`decide`] evaluates the expression, with the online checks, without holding either.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
-use tlspool_core::db::DbEnv;
-use tlspool_core::tls::{Role, Session};
+use tracing::{info, warn};
+
+use tlspool_core::db::{
+    self, CredentialType, Database, DbEnv, DbRead as _, LocalIdEntry, LocalIdFlags,
+};
+use tlspool_core::logging::TARGET_CERT;
+use tlspool_core::tls::{ProtocolVersion, Role, Session};
 use tlspool_proto::StartTlsFlags;
+use tlspool_validate::predicates::{AnchorPkix, Finding, evaluate};
+use tlspool_validate::valexp::Predicate;
 use tlspool_validate::x509::{
-    Certificate, PathValidator, PeerRole, RevocationPolicy, TrustDb, check_name, check_revocation,
+    AnchorSet, Certificate, PathValidator, PeerRole, RevocationPolicy, TrustDb, ValidPath,
+    check_name, check_revocation, pin_status,
 };
 
 use super::credentials::parse_donai;
 use super::error::StartTlsError;
+use super::validation::{self, CHECK_TIMEOUT, DaneService, HandshakeChecks, Source, Validation};
 
 /// The validation expression that the trust database uses for "no constraint".
 const NO_CONSTRAINT: &str = "1";
 
-/// Validates the peer of the completed handshake of `session` and returns its authenticated
-/// identity, or an empty string when there is none.
+/// What the request and the handshake tell about the peer.
+pub(crate) struct PeerRequest<'a> {
+    pub flags: StartTlsFlags,
+    /// The requested remote identity, possibly empty.
+    pub remote_id: &'a str,
+    /// The local identity of the handshake, empty for an anonymous client.
+    pub local_id: &'a str,
+    /// The TCP port of the peer.
+    pub peer_port: Option<u16>,
+}
+
+/// The peer, ready for the expression: the sources and every input of the checks.
+pub(crate) struct Prepared {
+    sources: Vec<Source>,
+    local: HashMap<Predicate, Finding>,
+    chain_der: Vec<Vec<u8>>,
+    pkix: AnchorPkix,
+    dane: Result<DaneService, String>,
+    /// The identity the peer authenticates when `I` or `i` holds, and otherwise the one its
+    /// certificate names.
+    identity: Result<String, StartTlsError>,
+    /// The identity of the directory check: the requested one or the certificate's.
+    directory_id: String,
+    ignore_caches: bool,
+}
+
+/// Either an identity decided without an expression or a peer to evaluate.
+pub(crate) enum Peer {
+    /// `IGNORE_REMOTEID`, or an anonymous peer that `REQUEST_REMOTEID` lets pass.
+    Decided(String),
+    /// A peer certificate to validate.
+    Evaluate(Box<Prepared>),
+}
+
+/// Gathers the facts about the peer of the completed handshake of `session`.
 ///
 /// With `IGNORE_REMOTEID` nothing is checked and no identity is authenticated. Otherwise the
-/// peer must send a certificate (unless `REQUEST_REMOTEID`, which lets an anonymous peer pass
-/// with an empty identity), its chain must validate to a trust anchor for the peer's role,
-/// and none of it may be listed as revoked. When `remote_id` is set, the end certificate must
-/// carry it; when it is empty, the identity is taken from the certificate.
+/// peer must send a certificate, unless `REQUEST_REMOTEID` lets an anonymous peer pass with
+/// an empty identity.
 ///
 /// # Errors
 ///
-/// [`StartTlsError::PeerCertificateMissing`], [`StartTlsError::PeerRejected`] with the
-/// precise reason, [`StartTlsError::ValidationExpressionNotEvaluated`],
-/// [`StartTlsError::NoPeerIdentity`], or a database error.
-pub(crate) fn authenticate(
+/// [`StartTlsError::PeerCertificateMissing`], [`StartTlsError::PeerRejected`] for a
+/// certificate that does not decode, or a database error.
+pub(crate) fn prepare(
     databases: &DbEnv,
+    validation: &Validation,
     session: &Session,
-    flags: StartTlsFlags,
-    remote_id: &str,
-) -> Result<String, StartTlsError> {
+    request: &PeerRequest<'_>,
+) -> Result<Peer, StartTlsError> {
+    let flags = request.flags;
     if flags.contains(StartTlsFlags::IGNORE_REMOTEID) {
-        return Ok(String::new());
+        return Ok(Peer::Decided(String::new()));
     }
-    let chain = session.peer_certificates();
-    if chain.is_empty() {
+    let chain_der = session.peer_certificates();
+    if chain_der.is_empty() {
         if flags.contains(StartTlsFlags::REQUEST_REMOTEID) {
-            return Ok(String::new());
+            return Ok(Peer::Decided(String::new()));
         }
         return Err(StartTlsError::PeerCertificateMissing);
     }
-    let rejected = |source| StartTlsError::PeerRejected { source };
-    let chain = chain
+    let chain = chain_der
         .iter()
         .map(|der| Certificate::from_der(der))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(rejected)?;
+        .map_err(|source| StartTlsError::PeerRejected { source })?;
+    let leaf = &chain[0];
 
-    let peer_role = match session.role() {
+    let role = session.role();
+    let peer_role = match role {
         Role::Client => PeerRole::Server,
         Role::Server => PeerRole::Client,
     };
     let now = SystemTime::now();
+    let mut local = HashMap::new();
+    let mut set = |letter: char, finding: Finding| {
+        if let Some(predicate) = Predicate::from_letter(letter) {
+            local.insert(predicate, finding);
+        }
+    };
+
     let txn = databases.read()?;
     let store = TrustDb(&txn);
-    let path = PathValidator::new(&store, peer_role, now)
-        .validate(&chain)
-        .map_err(rejected)?;
-    check_revocation(&store, &path, RevocationPolicy::AllowMissing, now).map_err(rejected)?;
-    // NOTE: validation expressions (the predicates beyond the chain and revocation checks)
-    // are not evaluated yet, so an anchor that carries one rejects every peer under it.
-    let valexp = path.anchor.valexp.trim();
-    if valexp != NO_CONSTRAINT {
-        return Err(StartTlsError::ValidationExpressionNotEvaluated {
-            valexp: valexp.to_owned(),
+    let validator = PathValidator::new(&store, peer_role, now);
+    let path = validator.validate(&chain);
+    let mut sources = Vec::new();
+    let mut anchors = AnchorSet::new();
+    if let Ok(valid) = &path {
+        let valexp = valid.anchor.valexp.trim();
+        if valexp != NO_CONSTRAINT {
+            sources.push(Source {
+                origin: "the trust anchor",
+                text: valexp.to_owned(),
+            });
+        }
+        anchors.add_anchor(valid.anchor.clone());
+    }
+    let (trusted, revocation_lists) = revocation_findings(&store, &path, now);
+    set('T', trusted.clone());
+    set('r', trusted.clone());
+    set('R', revocation_lists);
+    set(
+        't',
+        match validator.validate_self_signed(&chain) {
+            _ if trusted.value => trusted.clone(),
+            Ok(()) => Finding::new(true, "a valid self-signed certificate"),
+            Err(error) => Finding::new(
+                false,
+                format!("{}; not self-signed: {error}", trusted.reason),
+            ),
+        },
+    );
+    let pin = pin_status(&store, leaf, peer_role, now);
+    set(
+        'P',
+        Finding::new(pin.is_pinned(), format!("pin status {pin:?}")),
+    );
+    set(
+        'p',
+        Finding::new(pin.is_pinned_or_first_use(), format!("pin status {pin:?}")),
+    );
+    drop(txn);
+
+    let local_entries = local_entries(databases, request.local_id)?;
+    for entry in local_entries
+        .iter()
+        .filter(|entry| entry.credential_type == CredentialType::Valexp)
+    {
+        if let Some(text) = &entry.pkcs11_uri {
+            sources.push(Source {
+                origin: "the local identity",
+                text: text.trim().to_owned(),
+            });
+        }
+    }
+    if let Some(text) = validation.validate_default() {
+        sources.push(Source {
+            origin: "validate_default",
+            text: text.to_owned(),
         });
     }
-
-    let leaf = &chain[0];
-    if !remote_id.is_empty() {
-        check_name(leaf, remote_id).map_err(rejected)?;
-        return Ok(remote_id.to_owned());
+    role_findings(role, &local_entries, &mut set);
+    set_identity_findings(leaf, request.remote_id, &mut set);
+    let forward = forward_secrecy(session);
+    set('F', forward.clone());
+    set('f', forward);
+    for letter in ['L', 'l'] {
+        set(
+            letter,
+            Finding::new(false, "local security levels are not implemented"),
+        );
     }
-    identity_of(leaf)
+    set(
+        'A',
+        Finding::new(
+            false,
+            "privacy mode is not implemented, so no precursor ran",
+        ),
+    );
+    set(
+        'a',
+        Finding::new(
+            false,
+            "privacy mode is not implemented, so no precursor was attempted",
+        ),
+    );
+    for letter in ['E', 'e'] {
+        set(
+            letter,
+            Finding::new(false, "per-service extensions are not checked"),
+        );
+    }
+    for letter in ['U', 'u'] {
+        set(letter, Finding::new(false, "user names are not checked"));
+    }
+    for letter in ['Q', 'q'] {
+        set(
+            letter,
+            Finding::new(false, "no quantum-proof mechanism is negotiated"),
+        );
+    }
+
+    let certificate_id = identity_of(leaf);
+    let requested = (!request.remote_id.is_empty()).then(|| request.remote_id.to_owned());
+    let directory_id = requested
+        .clone()
+        .or_else(|| certificate_id.as_ref().ok().cloned())
+        .unwrap_or_default();
+    let dane = match (role, request.peer_port) {
+        (Role::Client, Some(port)) => Ok(DaneService {
+            host: domain_of(&directory_id).to_owned(),
+            port,
+        }),
+        (Role::Client, None) => Err("the peer's port is unknown".to_owned()),
+        (Role::Server, _) => Err("DANE applies to a remote server only".to_owned()),
+    };
+    let identity_matched = local
+        .iter()
+        .any(|(predicate, finding)| matches!(predicate.letter(), 'I' | 'i') && finding.value);
+    let identity = match requested {
+        Some(remote_id) if identity_matched => Ok(remote_id),
+        _ => certificate_id,
+    };
+    Ok(Peer::Evaluate(Box::new(Prepared {
+        sources,
+        local,
+        chain_der,
+        pkix: AnchorPkix::new(anchors, peer_role, now),
+        dane,
+        identity,
+        directory_id,
+        ignore_caches: request.flags.contains(StartTlsFlags::IGNORE_CACHES),
+    })))
+}
+
+/// Evaluates the expression of `peer` and returns the authenticated identity.
+///
+/// # Errors
+///
+/// [`StartTlsError::ValidationFailed`] naming the predicate that failed,
+/// [`StartTlsError::InvalidValidationExpression`], or [`StartTlsError::NoPeerIdentity`].
+pub(crate) async fn decide(peer: Peer, validation: &Validation) -> Result<String, StartTlsError> {
+    let prepared = match peer {
+        Peer::Decided(identity) => return Ok(identity),
+        Peer::Evaluate(prepared) => *prepared,
+    };
+    let (form, expression) = validation::combine(&prepared.sources)?;
+    let checks = HandshakeChecks::new(
+        prepared.local,
+        validation.online().await,
+        prepared.dane,
+        prepared.directory_id,
+        prepared.chain_der,
+        prepared.pkix,
+        prepared.ignore_caches,
+    );
+    let verdict = evaluate(form, &checks, CHECK_TIMEOUT).await;
+    let decided = verdict.decided_text();
+    if verdict.accepted {
+        info!(target: TARGET_CERT, expression, decided, "validation expression accepted the peer");
+        return prepared.identity;
+    }
+    let failed = verdict.failed_at.as_ref().map_or_else(
+        || "its end: no case can be true".to_owned(),
+        |decision| {
+            format!(
+                "{} ({})",
+                decision.predicate.letter(),
+                decision.finding.reason
+            )
+        },
+    );
+    warn!(target: TARGET_CERT, expression, decided, failed, "validation expression rejected the peer");
+    Err(StartTlsError::ValidationFailed { expression, failed })
+}
+
+/// Decides `T` (and `r`, which is the same: a chain to a trusted anchor that no revocation
+/// list revokes) and `R` (every issuer on the path has a current list).
+fn revocation_findings(
+    store: &TrustDb<'_, impl db::DbRead>,
+    path: &Result<ValidPath, tlspool_validate::ValidateError>,
+    now: SystemTime,
+) -> (Finding, Finding) {
+    let valid = match path {
+        Ok(valid) => valid,
+        Err(error) => {
+            let reason = error.to_string();
+            return (
+                Finding::new(false, reason.clone()),
+                Finding::new(false, reason),
+            );
+        }
+    };
+    let trusted = match check_revocation(store, valid, RevocationPolicy::AllowMissing, now) {
+        Ok(()) => Finding::new(true, "the chain validates to a trusted anchor"),
+        Err(error) => Finding::new(false, error.to_string()),
+    };
+    let lists = match check_revocation(store, valid, RevocationPolicy::RequireList, now) {
+        Ok(()) => Finding::new(true, "current revocation lists do not list the chain"),
+        Err(error) => Finding::new(false, error.to_string()),
+    };
+    (trusted, lists)
+}
+
+/// Reads the localid entries of `local_id`; an anonymous client has none.
+fn local_entries(databases: &DbEnv, local_id: &str) -> Result<Vec<LocalIdEntry>, StartTlsError> {
+    if local_id.is_empty() {
+        return Ok(Vec::new());
+    }
+    let key = parse_donai("localid", local_id)?.to_string();
+    let values = databases
+        .read()?
+        .values(Database::LocalId, key.as_bytes())?;
+    Ok(values
+        .iter()
+        .filter_map(|value| LocalIdEntry::decode(value).ok())
+        .collect())
+}
+
+/// Decides `S`, `s`, `C` and `c` from the local role and the roles of the X.509 credential in
+/// use (the first one usable for the role, as the credential lookup picks it).
+fn role_findings(role: Role, entries: &[LocalIdEntry], set: &mut impl FnMut(char, Finding)) {
+    let db_role = match role {
+        Role::Client => db::Role::Client,
+        Role::Server => db::Role::Server,
+    };
+    let credential = entries.iter().find(|entry| {
+        entry.credential_type == CredentialType::X509 && entry.is_usable_for(db_role)
+    });
+    let both = credential.is_some_and(|entry| {
+        entry
+            .flags
+            .contains(LocalIdFlags::ROLE_CLIENT | LocalIdFlags::ROLE_SERVER)
+    });
+    let (is_server, single) = (role == Role::Server, credential.is_some() && !both);
+    let only = |side: &str| {
+        if single {
+            Finding::new(true, format!("local {side} with a {side}-only credential"))
+        } else {
+            Finding::new(false, format!("the local credential is not {side}-only"))
+        }
+    };
+    let side = |value: bool, name: &str| {
+        Finding::new(
+            value,
+            format!(
+                "the local side is {}",
+                if value { name } else { "the other role" }
+            ),
+        )
+    };
+    set('s', side(is_server, "server"));
+    set('c', side(!is_server, "client"));
+    set(
+        'S',
+        if is_server {
+            only("server")
+        } else {
+            Finding::new(false, "the local side is client")
+        },
+    );
+    set(
+        'C',
+        if is_server {
+            Finding::new(false, "the local side is server")
+        } else {
+            only("client")
+        },
+    );
+}
+
+/// Decides `I` (the certificate carries the requested remote identity, or any usable identity
+/// when none is requested) and `i` (also its domain, which may speak for its users).
+fn set_identity_findings(leaf: &Certificate, remote_id: &str, set: &mut impl FnMut(char, Finding)) {
+    if remote_id.is_empty() {
+        let finding = match identity_of(leaf) {
+            Ok(identity) => Finding::new(true, format!("the certificate names {identity}")),
+            Err(error) => Finding::new(false, error.to_string()),
+        };
+        set('I', finding.clone());
+        set('i', finding);
+        return;
+    }
+    let exact = match check_name(leaf, remote_id) {
+        Ok(()) => Finding::new(true, format!("the certificate carries {remote_id}")),
+        Err(error) => Finding::new(false, error.to_string()),
+    };
+    let domain = domain_of(remote_id);
+    let weak = if exact.value || domain == remote_id {
+        exact.clone()
+    } else {
+        match check_name(leaf, domain) {
+            Ok(()) => Finding::new(true, format!("the certificate carries the domain {domain}")),
+            Err(error) => Finding::new(false, format!("{}; {error}", exact.reason)),
+        }
+    };
+    set('I', exact);
+    set('i', weak);
+}
+
+/// Decides `F` and `f`: TLS 1.3 always agrees on an ephemeral (EC)DHE key, and TLS 1.2 does
+/// with a DHE or ECDHE cipher suite. GnuTLS offers no fixed-DH suites, so `f` equals `F`.
+fn forward_secrecy(session: &Session) -> Finding {
+    let suite = session.cipher_suite().unwrap_or_default();
+    // NOTE: a resumed TLS 1.3 session with psk_ke (no key share) would count as forward
+    // secret here; the daemon does not resume sessions.
+    if session.protocol_version() == Some(ProtocolVersion::Tls13) {
+        return Finding::new(true, format!("TLS 1.3 with {suite}"));
+    }
+    let ephemeral = suite.contains("_DHE_") || suite.contains("_ECDHE_");
+    Finding::new(ephemeral, format!("cipher suite {suite}"))
+}
+
+/// Returns the domain of a DoNAI: the part after the last `@`, or all of it.
+fn domain_of(donai: &str) -> &str {
+    donai.rsplit_once('@').map_or(donai, |(_, domain)| domain)
 }
 
 /// Takes the peer's identity from its certificate: the first dNSName, else the first
