@@ -1,0 +1,358 @@
+//! Benchmark client for `bench/run.sh`: bulk echo throughput, set-up latency and idle sessions,
+//! each either through the TLS Pool, over plain TCP or as a direct TLS client on the same GnuTLS
+//! session engine the daemon uses.
+//!
+//! Usage (every address is HOST:PORT, every run stops after its count or its time limit):
+//!
+//! ```text
+//! bench bulk-pool  SOCKET ADDR REMOTE_ID BYTES     TLS client through the daemon
+//! bench bulk-tls   ADDR NAME CAFILE PRIORITY BYTES direct GnuTLS client
+//! bench bulk-tcp   ADDR BYTES                      plain TCP (into a TLS client such as stunnel)
+//! bench latency-pool SOCKET ADDR REMOTE_ID COUNT
+//! bench latency-tls  ADDR NAME CAFILE PRIORITY COUNT
+//! bench idle SOCKET LOCAL_ID COUNT HOLD_FILE       COUNT client-server session pairs, held
+//!                                                  until HOLD_FILE is removed
+//! bench echo-server ADDR SECONDS                   plaintext echo backend
+//! ```
+//!
+//! The bulk modes send BYTES to an echo peer and read them back with at most [`WINDOW`] bytes
+//! in flight, so every path runs the same single-threaded loop. Each mode prints one line of
+//! `key=value` pairs on standard output.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tlspool_client::StartTlsRequest;
+use tlspool_core::tls::{
+    Credentials, Encoding, HandshakeStatus, ReadOutcome, Role, Session, SessionConfig, TrustAnchors,
+};
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// Size of each plaintext write in the bulk modes.
+const CHUNK: usize = 64 * 1024;
+/// Maximum of bytes sent but not yet echoed back in the bulk modes.
+const WINDOW: usize = 256 * 1024;
+/// Time limit of one blocking read or write.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time limit of one bulk or latency run.
+const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// A byte stream the bulk and latency loops drive: plaintext of a TLS connection or TCP.
+trait Stream {
+    fn send(&mut self, data: &[u8]) -> BenchResult<()>;
+    /// Reads at least one byte, or returns 0 at the end of the stream.
+    fn recv(&mut self, buf: &mut [u8]) -> BenchResult<usize>;
+}
+
+/// Plain stream sockets: TCP, or the plaintext UNIX socket the daemon hands back.
+struct Plain<S>(S);
+
+impl<S: Read + Write> Stream for Plain<S> {
+    fn send(&mut self, data: &[u8]) -> BenchResult<()> {
+        Ok(self.0.write_all(data)?)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> BenchResult<usize> {
+        Ok(self.0.read(buf)?)
+    }
+}
+
+/// A direct TLS client: a GnuTLS [`Session`] over a blocking TCP socket.
+struct DirectTls {
+    session: Session,
+    tcp: TcpStream,
+    cipher_buf: Vec<u8>,
+}
+
+impl DirectTls {
+    /// Connects to `addr`, runs the handshake and verifies the server's chain and `name`.
+    fn connect(
+        addr: &str,
+        name: &str,
+        anchors: &TrustAnchors,
+        priority: &str,
+    ) -> BenchResult<Self> {
+        let tcp = tcp_connect(addr)?;
+        let mut config = SessionConfig::new(Role::Client);
+        config.priority = priority.to_owned();
+        config.sni = Some(name.to_owned());
+        let session = Session::new(config, &Credentials::anonymous_client()?)?;
+        let mut tls = Self {
+            session,
+            tcp,
+            cipher_buf: vec![0; CHUNK + 1024],
+        };
+        while tls.session.handshake()? == HandshakeStatus::WantRead {
+            tls.flush()?;
+            tls.fill()?;
+        }
+        tls.flush()?;
+        tls.session.verify_peer_x509(anchors, Some(name))?;
+        Ok(tls)
+    }
+
+    fn flush(&mut self) -> BenchResult<()> {
+        let out = self.session.take_ciphertext();
+        if !out.is_empty() {
+            self.tcp.write_all(&out)?;
+        }
+        Ok(())
+    }
+
+    fn fill(&mut self) -> BenchResult<()> {
+        let n = self.tcp.read(&mut self.cipher_buf)?;
+        if n == 0 {
+            self.session.feed_eof();
+        } else {
+            self.session.feed_ciphertext(&self.cipher_buf[..n]);
+        }
+        Ok(())
+    }
+}
+
+impl Stream for DirectTls {
+    fn send(&mut self, mut data: &[u8]) -> BenchResult<()> {
+        while !data.is_empty() {
+            let n = self.session.write_plaintext(data)?;
+            data = &data[n..];
+        }
+        self.flush()
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> BenchResult<usize> {
+        loop {
+            match self.session.read_plaintext(buf)? {
+                ReadOutcome::Data(n) => return Ok(n),
+                ReadOutcome::CloseNotify => return Ok(0),
+                ReadOutcome::WantRead => {
+                    self.flush()?;
+                    self.fill()?;
+                }
+            }
+        }
+    }
+}
+
+/// Sends `total` bytes to an echo peer and reads them back; returns the elapsed time.
+fn bulk(stream: &mut dyn Stream, total: usize) -> BenchResult<Duration> {
+    // gnutls-serv --echo sends back whole lines only, so the data is lines of 1 KiB.
+    let chunk: Vec<u8> = (0..CHUNK)
+        .map(|i| if i % 1024 == 1023 { b'\n' } else { b'Z' })
+        .collect();
+    let mut buf = vec![0_u8; CHUNK];
+    let (mut sent, mut received) = (0_usize, 0_usize);
+    let start = Instant::now();
+    while received < total {
+        if start.elapsed() > RUN_LIMIT {
+            return Err(format!("bulk run exceeded {RUN_LIMIT:?} at {received} bytes").into());
+        }
+        if sent < total && sent - received + CHUNK <= WINDOW {
+            let len = CHUNK.min(total - sent);
+            stream.send(&chunk[..len])?;
+            sent += len;
+            continue;
+        }
+        let n = stream.recv(&mut buf)?;
+        if n == 0 {
+            return Err(format!("echo peer closed after {received} of {total} bytes").into());
+        }
+        received += n;
+    }
+    Ok(start.elapsed())
+}
+
+fn print_bulk(elapsed: Duration, total: usize) {
+    let secs = elapsed.as_secs_f64();
+    let mib_s = total as f64 / secs / (1024.0 * 1024.0);
+    println!("bytes={total} seconds={secs:.3} mib_per_s={mib_s:.1}");
+}
+
+/// Opens `count` connections one after the other, each timed from `connect` (inside
+/// `open`) until its first echoed byte arrives; prints the median and quartiles.
+fn latency(
+    count: usize,
+    mut open: impl FnMut() -> BenchResult<Box<dyn Stream>>,
+) -> BenchResult<()> {
+    let mut samples = Vec::with_capacity(count);
+    let mut failures = 0_usize;
+    let start = Instant::now();
+    for _ in 0..count {
+        if start.elapsed() > RUN_LIMIT {
+            break;
+        }
+        let t0 = Instant::now();
+        let mut stream = open()?;
+        stream.send(b"x\n")?;
+        let mut byte = [0_u8; 2];
+        // A connection whose echo never arrives (a read timeout) is counted, not fatal.
+        match stream.recv(&mut byte) {
+            Ok(0) => return Err("echo peer closed before the first byte".into()),
+            Ok(_) => samples.push(t0.elapsed().as_secs_f64() * 1e6),
+            Err(_) => failures += 1,
+        }
+    }
+    if samples.is_empty() {
+        println!("count=0 failures={failures} median_us=none");
+        return Ok(());
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "count={} failures={failures} median_us={:.0} p25_us={:.0} p75_us={:.0}",
+        samples.len(),
+        at(0.5),
+        at(0.25),
+        at(0.75)
+    );
+    Ok(())
+}
+
+fn pool_connect(
+    client: &tlspool_client::blocking::Client,
+    addr: &str,
+    remote_id: &str,
+) -> BenchResult<UnixStream> {
+    let tcp = tcp_connect(addr)?;
+    let request = StartTlsRequest::client(remote_id).build()?;
+    let plaintext = client.starttls(tcp, &request)?.plaintext;
+    plaintext.set_read_timeout(Some(IO_TIMEOUT))?;
+    plaintext.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(plaintext)
+}
+
+/// Connects over TCP with Nagle off and [`IO_TIMEOUT`] on reads and writes.
+fn tcp_connect(addr: &str) -> BenchResult<TcpStream> {
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_nodelay(true)?;
+    tcp.set_read_timeout(Some(IO_TIMEOUT))?;
+    tcp.set_write_timeout(Some(IO_TIMEOUT))?;
+    Ok(tcp)
+}
+
+fn load_anchors(cafile: &str) -> BenchResult<TrustAnchors> {
+    Ok(TrustAnchors::from_certificates(
+        &std::fs::read(cafile)?,
+        Encoding::Pem,
+    )?)
+}
+
+/// Runs `count` STARTTLS pairs through one daemon (client role on one end of a loopback TCP
+/// connection, server role on the other), prints `established=N` and holds them all open
+/// until `hold_file` disappears or ten minutes pass.
+async fn idle(socket: &Path, local_id: &str, count: usize, hold_file: &Path) -> BenchResult<()> {
+    let client = tlspool_client::Client::connect(Some(socket)).await?;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let client_request = StartTlsRequest::client(local_id).build()?;
+    let server_request = StartTlsRequest::server(local_id).build()?;
+    let mut held = Vec::with_capacity(2 * count);
+    let start = Instant::now();
+    for i in 0..count {
+        if start.elapsed() > Duration::from_secs(240) {
+            return Err(format!("only {i} of {count} session pairs within 240 s").into());
+        }
+        let outgoing = TcpStream::connect(addr)?;
+        let (incoming, _) = listener.accept()?;
+        let (a, b) = tokio::join!(
+            client.starttls(outgoing, &client_request),
+            client.starttls(incoming, &server_request)
+        );
+        held.push(a?.plaintext);
+        held.push(b?.plaintext);
+    }
+    println!(
+        "established={count} seconds={:.1}",
+        start.elapsed().as_secs_f64()
+    );
+    std::io::stdout().flush()?;
+    let hold_start = Instant::now();
+    while hold_file.exists() && hold_start.elapsed() < Duration::from_secs(600) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(held);
+    Ok(())
+}
+
+/// Echoes every accepted connection on its own thread until `seconds` pass.
+fn echo_server(addr: &str, seconds: u64) -> BenchResult<()> {
+    let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let end = Instant::now() + Duration::from_secs(seconds);
+    while Instant::now() < end {
+        match listener.accept() {
+            Ok((mut tcp, _)) => {
+                tcp.set_nonblocking(false)?;
+                tcp.set_nodelay(true)?;
+                std::thread::spawn(move || {
+                    let mut buf = vec![0_u8; CHUNK];
+                    while let Ok(n) = tcp.read(&mut buf) {
+                        if n == 0 || tcp.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(())
+}
+
+fn main() -> BenchResult<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    match strs.as_slice() {
+        ["bulk-pool", socket, addr, remote_id, bytes] => {
+            let client = tlspool_client::blocking::Client::connect(Some(Path::new(socket)))?;
+            let mut stream = Plain(pool_connect(&client, addr, remote_id)?);
+            let total = bytes.parse()?;
+            print_bulk(bulk(&mut stream, total)?, total);
+        }
+        ["bulk-tls", addr, name, cafile, priority, bytes] => {
+            let anchors = load_anchors(cafile)?;
+            let mut stream = DirectTls::connect(addr, name, &anchors, priority)?;
+            let total = bytes.parse()?;
+            print_bulk(bulk(&mut stream, total)?, total);
+        }
+        ["bulk-tcp", addr, bytes] => {
+            let tcp = tcp_connect(addr)?;
+            let total = bytes.parse()?;
+            print_bulk(bulk(&mut Plain(tcp), total)?, total);
+        }
+        ["latency-pool", socket, addr, remote_id, count] => {
+            let client = tlspool_client::blocking::Client::connect(Some(Path::new(socket)))?;
+            latency(count.parse()?, || {
+                Ok(Box::new(Plain(pool_connect(&client, addr, remote_id)?)))
+            })?;
+        }
+        ["latency-tls", addr, name, cafile, priority, count] => {
+            let anchors = load_anchors(cafile)?;
+            latency(count.parse()?, || {
+                Ok(Box::new(DirectTls::connect(
+                    addr, name, &anchors, priority,
+                )?))
+            })?;
+        }
+        ["idle", socket, local_id, count, hold_file] => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(idle(
+                Path::new(socket),
+                local_id,
+                count.parse()?,
+                Path::new(hold_file),
+            ))?;
+        }
+        ["echo-server", addr, seconds] => echo_server(addr, seconds.parse()?)?,
+        _ => return Err("usage: see the module documentation of examples/bench.rs".into()),
+    }
+    Ok(())
+}
