@@ -19,7 +19,9 @@ use tlspool_proto::{Payload, Record};
 use crate::mux::{self, Router};
 use crate::socket::{self, connect_error};
 use crate::starttls::{Negotiation, Step};
-use crate::{ClientError, PingReply, StartTlsRequest, ping};
+use crate::{ClientError, CtlKey, InfoKind, PingReply, StartTlsRequest, control, ping};
+#[cfg(doc)]
+use crate::{MAX_INFO_LEN, MAX_PRNG_INPUT_LEN, MAX_PRNG_INPUTS_LEN, MAX_PRNG_LEN};
 
 /// An established TLS session with a blocking plaintext socket.
 pub type TlsConnection = crate::TlsConnection<UnixStream>;
@@ -160,6 +162,83 @@ impl Client {
                 Step::Established(connection) => return Ok(connection),
             }
         }
+    }
+
+    /// Detaches the session of `ctlkey` from this connection (CONTROL_DETACH), so that it
+    /// outlives the connection and another connection may reattach it.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Daemon`] with `E_TLSPOOL_CTLKEY_NOT_FOUND`, `E_TLSPOOL_CTLKEY_DETACHED`
+    /// or `E_TLSPOOL_CTLKEY_NOT_YOURS`, and the transport errors of [`Self::ping`].
+    ///
+    /// # Panics
+    ///
+    /// When called from inside an asynchronous runtime; use [`crate::Client`] there.
+    pub fn detach(&self, ctlkey: &CtlKey) -> Result<(), ClientError> {
+        control::control_reply(self.call(control::detach_request(ctlkey))?)
+    }
+
+    /// Attaches the detached session of `ctlkey` to this connection (CONTROL_REATTACH).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Daemon`] with `E_TLSPOOL_CTLKEY_NOT_FOUND` or
+    /// `E_TLSPOOL_CTLKEY_ATTACHED`, and the transport errors of [`Self::ping`].
+    ///
+    /// # Panics
+    ///
+    /// When called from inside an asynchronous runtime; use [`crate::Client`] there.
+    pub fn reattach(&self, ctlkey: &CtlKey) -> Result<(), ClientError> {
+        control::control_reply(self.call(control::reattach_request(ctlkey))?)
+    }
+
+    /// Returns `len` bytes of keying material from the exporter of the session of `ctlkey`
+    /// (PRNG) for `label` and `context`. RFC 5705 distinguishes no context (`None`) from an
+    /// empty one (`Some(&[])`).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InvalidLength`] beyond the limits of [`MAX_PRNG_INPUT_LEN`],
+    /// [`MAX_PRNG_INPUTS_LEN`] and [`MAX_PRNG_LEN`], [`ClientError::Daemon`] with
+    /// `E_TLSPOOL_PRNG_UNAVAILABLE` for a label the daemon does not allow, and the errors of
+    /// [`Self::detach`].
+    ///
+    /// # Panics
+    ///
+    /// When called from inside an asynchronous runtime; use [`crate::Client`] there.
+    pub fn prng(
+        &self,
+        ctlkey: &CtlKey,
+        label: &str,
+        context: Option<&[u8]>,
+        len: usize,
+    ) -> Result<Vec<u8>, ClientError> {
+        let request = control::prng_request(ctlkey, label, context, len)?;
+        control::prng_reply(self.call(request)?)
+    }
+
+    /// Queries (`value` is `None`) or checks (`value` is `Some`) information of `kind` about
+    /// the session of `ctlkey` (INFO), and returns the value the daemon sent, which for a
+    /// check that matched is the checked value.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::InvalidLength`] for a value longer than [`MAX_INFO_LEN`],
+    /// [`ClientError::Daemon`] with `E_TLSPOOL_INFO_NOT_FOUND` when the information is
+    /// absent or the check fails, and the errors of [`Self::detach`].
+    ///
+    /// # Panics
+    ///
+    /// When called from inside an asynchronous runtime; use [`crate::Client`] there.
+    pub fn info(
+        &self,
+        ctlkey: &CtlKey,
+        kind: InfoKind,
+        value: Option<&[u8]>,
+    ) -> Result<Vec<u8>, ClientError> {
+        let request = control::info_request(ctlkey, kind, value)?;
+        control::info_reply(self.call(request)?)
     }
 
     fn send(

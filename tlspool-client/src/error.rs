@@ -64,6 +64,21 @@ pub enum ClientError {
         reason: String,
     },
 
+    /// A PRNG or INFO argument is shorter or longer than the request record allows.
+    #[error("{command} {field} is {value} bytes long, outside the allowed {min} to {max}")]
+    InvalidLength {
+        /// The command, `PRNG` or `INFO`.
+        command: &'static str,
+        /// The argument, such as `label` or `context`.
+        field: &'static str,
+        /// Its length in bytes.
+        value: usize,
+        /// The minimum length in bytes.
+        min: usize,
+        /// The maximum length in bytes.
+        max: usize,
+    },
+
     /// The daemon finished STARTTLS without asking for the plaintext socket, so the session
     /// has no plaintext side this client holds.
     #[error("the TLS Pool completed STARTTLS without a PLAINTEXT_CONNECT callback")]
@@ -90,6 +105,13 @@ pub enum ClientError {
         /// The operating system error.
         #[source]
         source: io::Error,
+    },
+
+    /// Steps of `tlspoolctl test-client` or `test-server` failed; each printed its reason.
+    #[error("{failed} test steps failed")]
+    TestsFailed {
+        /// How many steps failed.
+        failed: usize,
     },
 
     /// Every request id is taken by an outstanding request on this connection.

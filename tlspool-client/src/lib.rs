@@ -101,6 +101,7 @@
 
 pub mod blocking;
 mod client;
+mod control;
 pub mod ctl;
 mod error;
 mod mux;
@@ -109,6 +110,7 @@ mod socket;
 mod starttls;
 
 pub use client::Client;
+pub use control::{MAX_INFO_LEN, MAX_PRNG_INPUT_LEN, MAX_PRNG_INPUTS_LEN, MAX_PRNG_LEN};
 pub use error::ClientError;
 pub use ping::PingReply;
 pub use socket::{MAX_SOCKET_PATH_LEN, resolve_socket_path};
@@ -116,4 +118,4 @@ pub use starttls::{
     DEFAULT_SERVICE, HandshakeTimeout, LocalIdCheck, LocalIdDecision, StartTlsBuilder,
     StartTlsRequest, TlsConnection,
 };
-pub use tlspool_proto::{CtlKey, ErrorCode, Facilities, StartTlsFlags};
+pub use tlspool_proto::{CtlKey, ErrorCode, Facilities, InfoKind, StartTlsFlags};

@@ -2,10 +2,11 @@
 //!
 //! Each subcommand writes its result to the given output and returns a [`ClientError`] on
 //! failure. The binary prints the error with [`error_message`] and picks the exit status.
-//! `connect` and `serve` live in their own modules; both report the negotiated identities on
-//! standard error in the form of [`identity_lines`].
+//! `connect`, `serve`, `test-client` and `test-server` live in their own modules; each reports
+//! the negotiated identities on standard error in the form of [`identity_lines`].
 
 mod connect;
+mod selftest;
 mod serve;
 
 use std::error::Error as _;
@@ -19,6 +20,7 @@ use tlspool_proto::Facilities;
 use crate::{ClientError, PingReply, blocking, resolve_socket_path};
 
 pub use connect::ConnectCommand;
+pub use selftest::{TEST_LABEL, TestClientCommand, TestServerCommand};
 pub use serve::ServeCommand;
 
 /// Query and control the TLS Pool daemon over its UNIX socket.
@@ -49,6 +51,10 @@ pub enum Command {
     Connect(ConnectCommand),
     /// `tlspoolctl serve`.
     Serve(ServeCommand),
+    /// `tlspoolctl test-client`.
+    TestClient(TestClientCommand),
+    /// `tlspoolctl test-server`.
+    TestServer(TestServerCommand),
 }
 
 /// Print the daemon's identity and the facilities it offers.
@@ -68,6 +74,8 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), ClientError> {
         Command::Ping(PingCommand {}) => ping(&socket, out),
         Command::Connect(command) => connect::run(&socket, command, out),
         Command::Serve(command) => serve::run(&socket, command),
+        Command::TestClient(command) => selftest::run_client(&socket, command, out),
+        Command::TestServer(command) => selftest::run_server(&socket, command, out),
     }
 }
 
