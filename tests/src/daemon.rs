@@ -146,6 +146,32 @@ impl TestDaemon {
             .count()
     }
 
+    /// Returns the daemon's descriptor count once it stays the same for 200 ms, so the closes
+    /// of the start-up PING connections are over.
+    pub fn settled_fd_count(&self) -> usize {
+        let mut count = self.open_fd_count();
+        loop {
+            thread::sleep(Duration::from_millis(200));
+            let again = self.open_fd_count();
+            if again == count {
+                return count;
+            }
+            count = again;
+        }
+    }
+
+    /// Waits up to `timeout` for the daemon's descriptor count to equal `expected`, and
+    /// returns the last count seen.
+    pub fn wait_fd_count(&self, expected: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut count = self.open_fd_count();
+        while count != expected && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+            count = self.open_fd_count();
+        }
+        count
+    }
+
     /// Returns everything the daemon wrote to stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()

@@ -1,6 +1,7 @@
 //! Integration tests that start the built TLS Pool binaries against real servers on loopback.
 
 pub mod daemon;
+pub mod dev_pki;
 pub mod dns;
 pub mod ldap;
 pub mod memcached;

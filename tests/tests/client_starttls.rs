@@ -13,71 +13,16 @@
 
 use std::io::Write as _;
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use tlspool_client::{
     Client, ClientError, LocalIdDecision, StartTlsFlags, StartTlsRequest, blocking,
 };
 use tlspool_tests::daemon::TestDaemon;
+use tlspool_tests::dev_pki::{DOMAIN, OTHER_DOMAIN, PEER, dev_setup as setup};
 use tlspool_tests::tls_peers::{self, Peer, free_port};
 use tlspool_tests::{bin_path, tls_peers::PEER_TIMEOUT};
-
-/// The server identity dev-init issues on the token, and a second one.
-const DOMAIN: &str = "dev.example";
-const OTHER_DOMAIN: &str = "other.example";
-/// The external peer of dev-init, with its key in a file.
-const PEER: &str = "peer.dev.example";
-
-/// One dev-init run shared by the tests of this file.
-struct Setup {
-    _temp: tempfile::TempDir,
-    dir: PathBuf,
-}
-
-impl Setup {
-    fn file(&self, name: &str) -> String {
-        self.dir.join(name).to_string_lossy().into_owned()
-    }
-}
-
-fn setup() -> &'static Setup {
-    static SETUP: OnceLock<Setup> = OnceLock::new();
-    SETUP.get_or_init(|| {
-        let temp = tempfile::tempdir().expect("temporary directory");
-        let dir = temp.path().join("dev");
-        let output = Command::new(bin_path("tlspool-admin"))
-            .arg("dev-init")
-            .arg(&dir)
-            .args(["--domain", DOMAIN, "--domain", OTHER_DOMAIN])
-            .output()
-            .expect("run tlspool-admin dev-init");
-        assert!(
-            output.status.success(),
-            "dev-init failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Setup { _temp: temp, dir }
-    })
-}
-
-/// Starts a daemon on the token and databases of the dev-init setup, with a socket of its own.
-fn start_daemon() -> TestDaemon {
-    let setup = setup();
-    let config = std::fs::read_to_string(setup.dir.join("tlspool.conf")).expect("dev config");
-    let lines: Vec<&str> = config
-        .lines()
-        .filter(|line| {
-            ["pkcs11_", "dbenv_dir"]
-                .iter()
-                .any(|prefix| line.starts_with(prefix))
-        })
-        .collect();
-    let softhsm = setup.dir.join("softhsm2.conf");
-    TestDaemon::start_with_env(&lines, &[("SOFTHSM2_CONF", softhsm.as_path())])
-}
 
 /// Starts `gnutls-serv --echo` with the external peer's certificate and file key.
 fn gnutls_echo_server(port: u16) -> Peer {
@@ -175,7 +120,7 @@ fn accept(listener: &TcpListener) -> TcpStream {
 
 #[test]
 fn blocking_starttls_echoes_through_gnutls_serv() {
-    let daemon = start_daemon();
+    let daemon = setup().start_daemon();
     let port = free_port();
     let _server = gnutls_echo_server(port);
 
@@ -196,7 +141,7 @@ fn blocking_starttls_echoes_through_gnutls_serv() {
 
 #[test]
 fn async_starttls_talks_to_openssl_s_server() {
-    let daemon = start_daemon();
+    let daemon = setup().start_daemon();
     let setup = setup();
     let port = free_port();
     let mut server = tls_peers::openssl_s_server(
@@ -248,7 +193,7 @@ fn async_starttls_talks_to_openssl_s_server() {
 
 #[test]
 fn tlspoolctl_connect_pipes_through_gnutls_echo() {
-    let daemon = start_daemon();
+    let daemon = setup().start_daemon();
     let port = free_port();
     let _server = gnutls_echo_server(port);
     let input = b"first line\nsecond line\n";
@@ -267,7 +212,7 @@ fn tlspoolctl_connect_pipes_through_gnutls_echo() {
 
 #[test]
 fn tlspoolctl_connect_reports_daemon_error() {
-    let daemon = start_daemon();
+    let daemon = setup().start_daemon();
     let port = free_port();
     let _server = gnutls_echo_server(port);
 
@@ -286,7 +231,7 @@ fn tlspoolctl_connect_reports_daemon_error() {
 
 #[test]
 fn tlspoolctl_serve_echoes_to_s_client() {
-    let daemon = start_daemon();
+    let daemon = setup().start_daemon();
     let mut serve = Peer::spawn("tlspoolctl serve", {
         let mut command = tlspoolctl(&daemon);
         command.args([
@@ -356,7 +301,7 @@ fn serve_one_s_client(daemon: &TestDaemon, request: &StartTlsRequest) -> ServedC
 
 #[test]
 fn localid_handler_replaces_server_identity() {
-    let daemon = start_daemon();
+    let daemon = setup().start_daemon();
     let request = StartTlsRequest::server(DOMAIN)
         .flags(StartTlsFlags::REQUEST_REMOTEID)
         .localid_check(|check| {
@@ -391,7 +336,7 @@ fn localid_handler_replaces_server_identity() {
 
 #[test]
 fn localid_handler_rejection_fails_starttls() {
-    let daemon = start_daemon();
+    let daemon = setup().start_daemon();
     let request = StartTlsRequest::server(DOMAIN)
         .flags(StartTlsFlags::REQUEST_REMOTEID)
         .localid_check(|_| LocalIdDecision::Reject)

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tlspool_proto::blocking::RecordStream;
 use tlspool_proto::{
@@ -334,27 +334,8 @@ fn assert_exchange(client: &mut Peer, plaintext: &mut UnixStream) {
     );
 }
 
-/// Returns the daemon's descriptor count once it stays the same for 200 ms, so the closes of
-/// the start-up PING connections are over.
-fn settled_fd_count(daemon: &TestDaemon) -> usize {
-    let mut count = daemon.open_fd_count();
-    loop {
-        thread::sleep(Duration::from_millis(200));
-        let again = daemon.open_fd_count();
-        if again == count {
-            return count;
-        }
-        count = again;
-    }
-}
-
 fn wait_fd_count(daemon: &TestDaemon, baseline: usize) {
-    let deadline = Instant::now() + STEP_TIMEOUT;
-    let mut count = daemon.open_fd_count();
-    while count != baseline && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(50));
-        count = daemon.open_fd_count();
-    }
+    let count = daemon.wait_fd_count(baseline, STEP_TIMEOUT);
     assert_eq!(count, baseline, "daemon descriptors after the session");
 }
 
@@ -396,7 +377,7 @@ fn assert_error(error: &ErrorPayload, tlserrno: i32, fragment: &str) {
 fn client_to_gnutls_serv_tls13_mutual() {
     let pki = pki("p256");
     let daemon = pki.start_daemon();
-    let baseline = settled_fd_count(&daemon);
+    let baseline = daemon.settled_fd_count();
     let port = free_port();
     let mut args = peer_server_args(pki);
     let ca = pki.path("ca.pem");
@@ -468,7 +449,7 @@ fn client_to_openssl_s_server_mutual() {
 fn gnutls_cli_to_pool_server_by_sni() {
     let pki = pki("p256");
     let daemon = pki.start_daemon();
-    let baseline = settled_fd_count(&daemon);
+    let baseline = daemon.settled_fd_count();
     let (listener, port) = listen();
     let (ca, cert, key) = (
         pki.path("ca.pem"),
@@ -554,7 +535,7 @@ fn openssl_s_client_to_pool_server_rsa() {
 fn pool_server_requires_client_certificate() {
     let pki = pki("p256");
     let daemon = pki.start_daemon();
-    let baseline = settled_fd_count(&daemon);
+    let baseline = daemon.settled_fd_count();
     let (listener, port) = listen();
     let _client = anonymous_cli(pki, port);
 
@@ -588,7 +569,7 @@ fn request_remoteid_accepts_anonymous_client() {
 fn untrusted_chain_is_rejected() {
     let pki = pki("p256");
     let daemon = pki.start_daemon();
-    let baseline = settled_fd_count(&daemon);
+    let baseline = daemon.settled_fd_count();
     let (ca_cert, ca_key) = pki.untrusted_ca();
     let (cert, key) = pki.issue_peer(
         "untrusted-peer",
@@ -634,7 +615,7 @@ fn expired_certificate_is_rejected() {
 fn wrong_server_name_is_rejected() {
     let pki = pki("p256");
     let daemon = pki.start_daemon();
-    let baseline = settled_fd_count(&daemon);
+    let baseline = daemon.settled_fd_count();
     let port = free_port();
     let args = peer_server_args(pki);
     let _server = gnutls_serv(port, &strs(&args));
@@ -651,7 +632,7 @@ fn wrong_server_name_is_rejected() {
 fn unknown_local_identity_is_named() {
     let pki = pki("p256");
     let daemon = pki.start_daemon();
-    let baseline = settled_fd_count(&daemon);
+    let baseline = daemon.settled_fd_count();
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
     let mut stream = connect(&daemon);
     let tcp = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
@@ -721,7 +702,7 @@ fn localid_check_answer_with_plaintext_descriptor() {
 fn localid_check_refusal_fails_request() {
     let pki = pki("p256");
     let daemon = pki.start_daemon();
-    let baseline = settled_fd_count(&daemon);
+    let baseline = daemon.settled_fd_count();
     let (listener, port) = listen();
     let _client = anonymous_cli(pki, port);
     let (tcp, _) = listener.accept().expect("accept");
@@ -836,7 +817,7 @@ fn closing_control_connection_ends_session_unless_forked() {
 fn dead_client_mid_handshake_frees_everything() {
     let pki = pki("p256");
     let daemon = pki.start_daemon();
-    let baseline = settled_fd_count(&daemon);
+    let baseline = daemon.settled_fd_count();
     let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
     let silent = TcpStream::connect(listener.local_addr().expect("address")).expect("connect");
     let (tcp, _) = listener.accept().expect("accept");
@@ -908,7 +889,7 @@ fn peer_role_and_udp_are_not_implemented() {
 fn dead_client_during_callback_frees_everything() {
     let pki = pki("p256");
     let daemon = pki.start_daemon();
-    let baseline = settled_fd_count(&daemon);
+    let baseline = daemon.settled_fd_count();
     let (listener, port) = listen();
     let _client = anonymous_cli(pki, port);
     let (tcp, _) = listener.accept().expect("accept");
