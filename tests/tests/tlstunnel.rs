@@ -1085,8 +1085,8 @@ impl DevDaemon {
     }
 }
 
-/// A TCP or UNIX socket service on loopback that answers each line it reads with `prefix`
-/// and the line, one thread per connection, until it is dropped.
+/// A TCP or UNIX socket service on loopback that returns each line it reads after `prefix`,
+/// with one thread per connection, until it is dropped.
 struct LineEcho {
     stop: Arc<std::sync::atomic::AtomicBool>,
     accepted: Arc<std::sync::atomic::AtomicUsize>,
