@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -85,6 +85,11 @@ impl TestDaemon {
                 .map(|(name, value)| ((*name).to_owned(), value.to_path_buf()))
                 .collect(),
         };
+        // SoftHSM 2.6 sometimes fails C_GetTokenInfo with CKR_GENERAL_ERROR when several
+        // processes open the same token directory at the same moment, so test daemons start
+        // one at a time, across every test of this process.
+        static STARTING: Mutex<()> = Mutex::new(());
+        let _starting = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
         daemon.spawn(&[]);
         daemon
     }
