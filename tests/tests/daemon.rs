@@ -262,16 +262,25 @@ fn unknown_command_gets_command_unknown() {
 fn unimplemented_commands_get_notimpl() {
     let daemon = TestDaemon::start(&[]);
     let mut stream = connect(&daemon);
-    let control = tlspool_proto::Control::new([1; 16]);
+    let registration = tlspool_proto::LidEntry {
+        flags: tlspool_proto::LidEntryFlags::empty(),
+        maxlevels: 0,
+        timeout: 60,
+        localid: FixedString::empty(),
+        remoteid: FixedString::empty(),
+    };
     stream
-        .send_record(&Record::new(32, Payload::ControlDetach(control)), None)
+        .send_record(
+            &Record::new(32, Payload::LidEntryRegister(registration)),
+            None,
+        )
         .expect("send");
     let reply = receive(&mut stream);
     assert_eq!(reply.reqid, 32);
     let error = expect_error(&reply);
     assert_eq!(error.error_code(), Some(ErrorCode::CommandNotImpl));
     assert!(
-        error.message.contains("PIOC_CONTROL_DETACH_V2"),
+        error.message.contains("PIOC_LIDENTRY_REGISTER_V2"),
         "{}",
         error.message
     );
