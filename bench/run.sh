@@ -25,7 +25,7 @@ if [ -z "${TLSPOOL_BENCH_IN_NETNS:-}" ]; then
     TLSPOOL_BENCH_IN_NETNS=1 exec bash scripts/netns-run.sh bash "$0" "$@"
 fi
 
-# The daemon holds two descriptors per session (TCP and plaintext), so 10,000 idle sessions
+# The daemon keeps two descriptors open per session (TCP and plaintext), so 10,000 idle sessions
 # need more than 20,000. Without CAP_SYS_RESOURCE the soft limit can only rise to the hard one,
 # and the large idle run shrinks to fit below it.
 ulimit -n "$(ulimit -Hn)"
@@ -121,6 +121,7 @@ suite=TLS_AES_128_GCM_SHA256
 peer=peer.dev.example
 local_id=dev.example
 
+load_start=$(cut -d ' ' -f 1-3 /proc/loadavg)
 echo "== tlspool-admin dev-init (identity $local_id on SoftHSM2, $peer with a file key)"
 "$bin/tlspool-admin" dev-init "$dev" --domain "$local_id" >"$work/dev-init.log" 2>&1 ||
     fail "dev-init failed"
@@ -226,11 +227,13 @@ echo "   pool median $lat_pool us, direct median $lat_direct us, added ${lat_add
 echo "   connections without an echo within 2 s: pool $lat_pool_failures, direct $lat_direct_failures"
 
 # --- 2. full handshakes per second ---------------------------------------------------------
-# Prints the connections per wall-clock second that openssl s_time reaches on port $1.
+# Prints the connections per wall-clock second that openssl s_time reaches on port $1; more
+# arguments go to s_time.
 s_time_rate() {
-    local out
-    out=$(timeout $((s_time_secs + 20)) openssl s_time -connect "127.0.0.1:$1" -new \
-        -time "$s_time_secs" -tls1_3 -ciphersuites "$suite" 2>&1) || true
+    local port=$1 out
+    shift
+    out=$(timeout $((s_time_secs + 20)) openssl s_time -connect "127.0.0.1:$port" -new \
+        -time "$s_time_secs" -tls1_3 -ciphersuites "$suite" "$@" 2>&1) || true
     sed -n 's/^\([0-9]*\) connections in \([0-9.]*\) real seconds.*/\1 \2/p' <<<"$out" |
         head -n 1 | awk '{ if ($2 > 0) printf "%.0f", $1 / $2 }'
 }
@@ -240,22 +243,36 @@ start serve "$bin/tlspoolctl" --socket "$socket" serve --listen 127.0.0.1:5003 \
     --local-id "$local_id" --echo
 serve_pid=$last_pid
 wait_listening 5003
+# CPU milliseconds per handshake of the serving processes, from /proc/PID/stat (10 ms ticks).
+ticks0=$(($(cpu_ticks "$daemon_pid") + $(cpu_ticks "$serve_pid")))
 hs_pool=$(s_time_rate 5003)
+ticks1=$(($(cpu_ticks "$daemon_pid") + $(cpu_ticks "$serve_pid")))
+gnutls_pid=${pids[1]}
+ticks2=$(cpu_ticks "$gnutls_pid")
 hs_gnutls=$(s_time_rate 5001)
+ticks3=$(cpu_ticks "$gnutls_pid")
+hz=$(getconf CLK_TCK)
+hs_pool_cpu=$(awk -v t=$((ticks1 - ticks0)) -v r="${hs_pool:-0}" -v s="$s_time_secs" -v hz="$hz" \
+    'BEGIN { if (r > 0) printf "%.2f", 1000 * t / hz / (r * s) }')
+hs_gnutls_cpu=$(awk -v t=$((ticks3 - ticks2)) -v r="${hs_gnutls:-0}" -v s="$s_time_secs" \
+    -v hz="$hz" 'BEGIN { if (r > 0) printf "%.2f", 1000 * t / hz / (r * s) }')
 [ -n "$hs_pool" ] && [ -n "$hs_gnutls" ] || fail "openssl s_time gave no rate"
 echo "   pool (token key) $hs_pool/s, gnutls-serv (file key) $hs_gnutls/s"
+echo "   server CPU per handshake: daemon plus tlspoolctl serve $hs_pool_cpu ms, gnutls-serv $hs_gnutls_cpu ms"
 stop "$serve_pid"
 
 # --- 5. tlstunnel -s versus stunnel as TLS server --------------------------------------------
 echo "== 5. tlstunnel -s and stunnel in front of a plaintext echo backend"
+# tlstunnel -s requires a client certificate, so both tunnels get one from the direct client.
+export BENCH_CLIENT_CERT=$dev/peer-cert.pem BENCH_CLIENT_KEY=$dev/peer-key.pem
 line=$("$bench" bulk-tls 127.0.0.1:5004 "$local_id" "$dev/ca.pem" "$priority" "$bulk_bytes") ||
     fail "bulk-tls to tlstunnel failed"
 tun_bulk=$(field mib_per_s <<<"$line")
 line=$("$bench" bulk-tls 127.0.0.1:5006 "$peer" "$dev/ca.pem" "$priority" "$bulk_bytes") ||
     fail "bulk-tls to stunnel failed"
 stun_bulk=$(field mib_per_s <<<"$line")
-tun_hs=$(s_time_rate 5004)
-stun_hs=$(s_time_rate 5006)
+tun_hs=$(s_time_rate 5004 -cert "$dev/peer-cert.pem" -key "$dev/peer-key.pem")
+stun_hs=$(s_time_rate 5006 -cert "$dev/peer-cert.pem" -key "$dev/peer-key.pem")
 echo "   tlstunnel $tun_bulk MiB/s, $tun_hs conn/s; stunnel $stun_bulk MiB/s, $stun_hs conn/s"
 
 # --- 4. RSS per idle session -----------------------------------------------------------------
@@ -295,6 +312,7 @@ table=$(
 | 1. Bulk echo, one connection (MiB/s) | ${bulk[pool]} | direct GnuTLS ${bulk[direct]} | $(ratio "${bulk[pool]}" "${bulk[direct]}")× | ≥ 0.85× |
 | 1. Bulk echo, one connection (MiB/s) | ${bulk[pool]} | stunnel client ${bulk[stunnel]} | $(ratio "${bulk[pool]}" "${bulk[stunnel]}")× | |
 | 2. Full handshakes per second | $hs_pool (key on SoftHSM2) | gnutls-serv $hs_gnutls (key in file) | $(ratio "$hs_pool" "$hs_gnutls")× | ≥ 0.7× |
+| 2. Server CPU per handshake (ms) | $hs_pool_cpu (daemon and tlspoolctl serve) | gnutls-serv $hs_gnutls_cpu | | |
 | 3. Median connect to first byte (µs) | $lat_pool | direct GnuTLS $lat_direct | $lat_added µs | ≤ +150 µs |
 | 3. Connections without an echo in 2 s | $lat_pool_failures of $latency_count | $lat_direct_failures of $latency_count | | 0 |
 | 4. RSS per idle session, $idle_small sessions (KiB) | ${idle_kib[$idle_small]} | | | ≤ 48 |
@@ -309,7 +327,8 @@ echo "$table"
 doc=$repo/docs/BENCHMARKS.md
 if [ -f "$doc" ] && grep -q '^<!-- results:begin -->$' "$doc"; then
     {
-        echo "Run on $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($cpu), with"
+        echo "Run on $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs ($cpu), load average"
+        echo "$load_start at the start (other work on the machine skews every number), with"
         echo "\`${BENCH_QUICK:+BENCH_QUICK=1 }bash bench/run.sh\`; bulk runs of $((bulk_bytes >> 20)) MiB (median of"
         echo "$repeats), $latency_count latency samples, s_time runs of $s_time_secs s. During the pool's bulk"
         echo "runs the daemon kept ${bulk[pool_cpu]} CPUs busy (user plus system time from \`/proc/PID/stat\`)."

@@ -15,6 +15,9 @@
 //! bench echo-server ADDR SECONDS                   plaintext echo backend
 //! ```
 //!
+//! With `BENCH_CLIENT_CERT` and `BENCH_CLIENT_KEY` set to PEM files, the direct client presents
+//! that certificate, for servers that require one (`tlstunnel -s`).
+//!
 //! The bulk modes send BYTES to an echo peer and read them back with at most [`WINDOW`] bytes
 //! in flight, so every path runs the same single-threaded loop. Each mode prints one line of
 //! `key=value` pairs on standard output.
@@ -27,7 +30,8 @@ use std::time::{Duration, Instant};
 
 use tlspool_client::StartTlsRequest;
 use tlspool_core::tls::{
-    Credentials, Encoding, HandshakeStatus, ReadOutcome, Role, Session, SessionConfig, TrustAnchors,
+    Credentials, Encoding, HandshakeStatus, PrivateKeySource, ReadOutcome, Role, Session,
+    SessionConfig, TrustAnchors,
 };
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -38,6 +42,8 @@ const CHUNK: usize = 64 * 1024;
 const WINDOW: usize = 256 * 1024;
 /// Time limit of one blocking read or write.
 const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// Failed latency connections in a row after which a latency run stops.
+const MAX_CONSECUTIVE_FAILURES: usize = 5;
 /// Time limit of one bulk or latency run.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
 
@@ -80,7 +86,7 @@ impl DirectTls {
         let mut config = SessionConfig::new(Role::Client);
         config.priority = priority.to_owned();
         config.sni = Some(name.to_owned());
-        let session = Session::new(config, &Credentials::anonymous_client()?)?;
+        let session = Session::new(config, &client_credentials()?)?;
         let mut tls = Self {
             session,
             tcp,
@@ -178,7 +184,7 @@ fn latency(
     mut open: impl FnMut() -> BenchResult<Box<dyn Stream>>,
 ) -> BenchResult<()> {
     let mut samples = Vec::with_capacity(count);
-    let mut failures = 0_usize;
+    let (mut failures, mut consecutive_failures) = (0_usize, 0_usize);
     let start = Instant::now();
     for _ in 0..count {
         if start.elapsed() > RUN_LIMIT {
@@ -191,8 +197,17 @@ fn latency(
         // A connection whose echo never arrives (a read timeout) is counted, not fatal.
         match stream.recv(&mut byte) {
             Ok(0) => return Err("echo peer closed before the first byte".into()),
-            Ok(_) => samples.push(t0.elapsed().as_secs_f64() * 1e6),
-            Err(_) => failures += 1,
+            Ok(_) => {
+                samples.push(t0.elapsed().as_secs_f64() * 1e6);
+                consecutive_failures = 0;
+            }
+            Err(_) => {
+                failures += 1;
+                consecutive_failures += 1;
+                if consecutive_failures == MAX_CONSECUTIVE_FAILURES {
+                    break;
+                }
+            }
         }
     }
     if samples.is_empty() {
@@ -233,6 +248,25 @@ fn tcp_connect(addr: &str) -> BenchResult<TcpStream> {
     Ok(tcp)
 }
 
+/// Builds the direct client's credentials: the certificate and key named by
+/// `BENCH_CLIENT_CERT` and `BENCH_CLIENT_KEY`, or none.
+fn client_credentials() -> BenchResult<Credentials> {
+    let (Some(cert), Some(key)) = (
+        std::env::var_os("BENCH_CLIENT_CERT"),
+        std::env::var_os("BENCH_CLIENT_KEY"),
+    ) else {
+        return Ok(Credentials::anonymous_client()?);
+    };
+    let key = PrivateKeySource::Memory {
+        data: std::fs::read(key)?.into(),
+        encoding: Encoding::Pem,
+    };
+    Ok(Credentials::builder()
+        .certificate_chain(&std::fs::read(cert)?, Encoding::Pem)
+        .private_key(key)
+        .build()?)
+}
+
 fn load_anchors(cafile: &str) -> BenchResult<TrustAnchors> {
     Ok(TrustAnchors::from_certificates(
         &std::fs::read(cafile)?,
@@ -249,7 +283,7 @@ async fn idle(socket: &Path, local_id: &str, count: usize, hold_file: &Path) -> 
     let addr = listener.local_addr()?;
     let client_request = StartTlsRequest::client(local_id).build()?;
     let server_request = StartTlsRequest::server(local_id).build()?;
-    let mut held = Vec::with_capacity(2 * count);
+    let mut open_sessions = Vec::with_capacity(2 * count);
     let start = Instant::now();
     for i in 0..count {
         if start.elapsed() > Duration::from_secs(240) {
@@ -261,8 +295,8 @@ async fn idle(socket: &Path, local_id: &str, count: usize, hold_file: &Path) -> 
             client.starttls(outgoing, &client_request),
             client.starttls(incoming, &server_request)
         );
-        held.push(a?.plaintext);
-        held.push(b?.plaintext);
+        open_sessions.push(a?.plaintext);
+        open_sessions.push(b?.plaintext);
     }
     println!(
         "established={count} seconds={:.1}",
@@ -273,7 +307,7 @@ async fn idle(socket: &Path, local_id: &str, count: usize, hold_file: &Path) -> 
     while hold_file.exists() && hold_start.elapsed() < Duration::from_secs(600) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    drop(held);
+    drop(open_sessions);
     Ok(())
 }
 
