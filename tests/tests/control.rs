@@ -174,9 +174,9 @@ fn tls13_exporter_and_bindings_agree() {
     assert_eq!(exporter.len(), 32);
     let end_point = assert_info_equal(&pair, InfoKind::CHANBIND_TLS_SERVER_END_POINT);
     assert_eq!(
-        end_point.len(),
-        32,
-        "ECDSA-SHA256 certificate hashes with SHA-256"
+        end_point,
+        server_certificate_sha256(),
+        "RFC 5929 tls-server-end-point"
     );
     assert_eq!(
         daemon_code(pair.client_pool.info(
@@ -194,6 +194,25 @@ fn tls13_exporter_and_bindings_agree() {
         assert_info_equal(&pair, InfoKind::MY_CERTIFICATE_TYPE),
         b"X.509"
     );
+}
+
+/// Returns the SHA-256 of the server certificate dev-init issued, the tls-server-end-point
+/// hash of a certificate signed with ECDSA-SHA256.
+fn server_certificate_sha256() -> Vec<u8> {
+    let pem = setup().dir.join(format!("{DOMAIN}-server.pem"));
+    let output = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(&pem)
+        .output()
+        .expect("run openssl x509");
+    assert!(
+        output.status.success(),
+        "openssl x509 failed on {}",
+        pem.display()
+    );
+    ring::digest::digest(&SHA256, &output.stdout)
+        .as_ref()
+        .to_vec()
 }
 
 #[test]
