@@ -95,6 +95,8 @@ fn check_request(prng: &Prng) -> Option<ExportRequest> {
 pub(super) async fn serve(reqid: u16, mut prng: Prng, context: &ControlContext<'_>) -> Record {
     let ctlkey = prng.ctlkey();
     let checked = check_request(&prng);
+    // NOTE: this wipes the decoded request; the received 388-byte frame it was decoded from
+    // is dropped by the connection layer without wiping.
     prng.buffer.zeroize();
     if !context.starttls_offered {
         return Record::error_code(reqid, ErrorCode::FacilityStartTls);
