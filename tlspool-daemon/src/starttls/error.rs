@@ -214,11 +214,31 @@ pub enum StartTlsError {
         source: ValidateError,
     },
 
-    /// The trust anchor carries a validation expression this daemon does not evaluate yet.
-    #[error("TLS Pool rejected the peer: validation expression {valexp:?} is not evaluated yet")]
-    ValidationExpressionNotEvaluated {
-        /// The expression of the anchor.
-        valexp: String,
+    /// The validation expression of the handshake is false for the peer.
+    #[error("{}", validation_message(.expression, .failed_at, .reason, .cause.is_some()))]
+    ValidationFailed {
+        /// The expression, all sources combined with AND in postfix.
+        expression: String,
+        /// The letter of the predicate that made it false, or `its end` when none did.
+        failed_at: String,
+        /// Why that predicate is false, such as `no TLSA records`.
+        reason: String,
+        /// The certificate check behind that predicate (for `T`, `t`, `R`, `r`, `I`, `i`),
+        /// which picks the `errno` value.
+        cause: Option<Box<ValidateError>>,
+    },
+
+    /// A source of the validation expression does not parse, which fails the handshake.
+    #[error(
+        "TLS Pool rejected the peer: validation expression `{expression}` of {origin} is invalid: {reason}"
+    )]
+    InvalidValidationExpression {
+        /// `the trust anchor`, `the local identity` or `validate_default`.
+        origin: &'static str,
+        /// The text of the source.
+        expression: String,
+        /// Why it does not parse.
+        reason: String,
     },
 
     /// The authenticated identity of the peer cannot be a remote identity.
@@ -282,9 +302,12 @@ impl StartTlsError {
             Self::HandshakeTimedOut { .. } | Self::CredentialLookupTimedOut { .. } => ETIMEDOUT,
             Self::PeerCertificateMissing => ENOKEY,
             Self::PeerRejected { source } => validate_errno(source),
-            Self::ValidationExpressionNotEvaluated { .. } | Self::NoPeerIdentity { .. } => {
-                EKEYREJECTED
-            }
+            Self::ValidationFailed {
+                cause: Some(cause), ..
+            } => validate_errno(cause),
+            Self::ValidationFailed { .. }
+            | Self::InvalidValidationExpression { .. }
+            | Self::NoPeerIdentity { .. } => EKEYREJECTED,
             other => other.error_code().code(),
         }
     }
@@ -350,6 +373,25 @@ impl StartTlsError {
 impl From<DbError> for StartTlsError {
     fn from(source: DbError) -> Self {
         Self::Database { source }
+    }
+}
+
+/// Words the rejection by a validation expression. A certificate check's reason comes first,
+/// because the ERROR message field truncates long texts.
+fn validation_message(
+    expression: &str,
+    failed_at: &str,
+    reason: &str,
+    certificate: bool,
+) -> String {
+    if certificate {
+        format!(
+            "TLS Pool rejected the peer certificate: {reason}; `{expression}` failed at {failed_at}"
+        )
+    } else {
+        format!(
+            "TLS Pool rejected the peer: validation expression `{expression}` failed at {failed_at} ({reason})"
+        )
     }
 }
 

@@ -227,6 +227,7 @@ impl Negotiation<'_> {
             peer_port,
         };
         let validation = &self.resources.validation;
+        // NOTE: peer validation still reads the trust database on the async worker.
         let peer = peer::prepare(databases, validation, &session, &request)?;
         let remote_id = peer::decide(peer, validation).await?;
         self.params.localid = identity_field("localid", &local_id)?;

@@ -21,7 +21,7 @@ use tlspool_validate::predicates::{AnchorPkix, Finding, evaluate};
 use tlspool_validate::valexp::Predicate;
 use tlspool_validate::x509::{
     AnchorSet, Certificate, PathValidator, PeerRole, RevocationPolicy, TrustDb, ValidPath,
-    check_name, check_revocation, pin_status,
+    ValidateError, check_name, check_revocation, pin_status,
 };
 
 use super::credentials::parse_donai;
@@ -46,6 +46,8 @@ pub(crate) struct PeerRequest<'a> {
 pub(crate) struct Prepared {
     sources: Vec<Source>,
     local: HashMap<Predicate, Finding>,
+    /// The certificate check failures behind false local findings.
+    causes: HashMap<Predicate, ValidateError>,
     chain_der: Vec<Vec<u8>>,
     pkix: AnchorPkix,
     dane: Result<DaneService, String>,
@@ -129,6 +131,33 @@ pub(crate) fn prepare(
         anchors.add_anchor(valid.anchor.clone());
     }
     let (trusted, revocation_lists) = revocation_findings(&store, &path, now);
+    let mut causes = HashMap::new();
+    let (trust_cause, list_cause) = match &path {
+        Ok(valid) => (
+            check_revocation(&store, valid, RevocationPolicy::AllowMissing, now).err(),
+            check_revocation(&store, valid, RevocationPolicy::RequireList, now).err(),
+        ),
+        Err(error) => (Some(error.clone()), Some(error.clone())),
+    };
+    for (letter, cause) in [
+        ('T', &trust_cause),
+        ('t', &trust_cause),
+        ('r', &trust_cause),
+        ('R', &list_cause),
+    ] {
+        if let (Some(predicate), Some(cause)) = (Predicate::from_letter(letter), cause) {
+            causes.insert(predicate, cause.clone());
+        }
+    }
+    if !request.remote_id.is_empty() {
+        if let Err(cause) = check_name(leaf, request.remote_id) {
+            for letter in ['I', 'i'] {
+                if let Some(predicate) = Predicate::from_letter(letter) {
+                    causes.insert(predicate, cause.clone());
+                }
+            }
+        }
+    }
     set('T', trusted.clone());
     set('r', trusted.clone());
     set('R', revocation_lists);
@@ -237,6 +266,7 @@ pub(crate) fn prepare(
     Ok(Peer::Evaluate(Box::new(Prepared {
         sources,
         local,
+        causes,
         chain_der,
         pkix: AnchorPkix::new(anchors, peer_role, now),
         dane,
@@ -273,25 +303,32 @@ pub(crate) async fn decide(peer: Peer, validation: &Validation) -> Result<String
         info!(target: TARGET_CERT, expression, decided, "validation expression accepted the peer");
         return prepared.identity;
     }
-    let failed = verdict.failed_at.as_ref().map_or_else(
-        || "its end: no case can be true".to_owned(),
-        |decision| {
-            format!(
-                "{} ({})",
-                decision.predicate.letter(),
-                decision.finding.reason
-            )
-        },
-    );
-    warn!(target: TARGET_CERT, expression, decided, failed, "validation expression rejected the peer");
-    Err(StartTlsError::ValidationFailed { expression, failed })
+    let (failed_at, reason) = match &verdict.failed_at {
+        Some(decision) => (
+            decision.predicate.letter().to_string(),
+            decision.finding.reason.clone(),
+        ),
+        None => ("its end".to_owned(), "no case can be true".to_owned()),
+    };
+    let cause = verdict
+        .failed_at
+        .as_ref()
+        .and_then(|decision| prepared.causes.get(&decision.predicate).cloned())
+        .map(Box::new);
+    warn!(target: TARGET_CERT, expression, decided, failed_at, reason, "validation expression rejected the peer");
+    Err(StartTlsError::ValidationFailed {
+        expression,
+        failed_at,
+        reason,
+        cause,
+    })
 }
 
 /// Decides `T` (and `r`, which is the same: a chain to a trusted anchor that no revocation
 /// list revokes) and `R` (every issuer on the path has a current list).
 fn revocation_findings(
     store: &TrustDb<'_, impl db::DbRead>,
-    path: &Result<ValidPath, tlspool_validate::ValidateError>,
+    path: &Result<ValidPath, ValidateError>,
     now: SystemTime,
 ) -> (Finding, Finding) {
     let valid = match path {
