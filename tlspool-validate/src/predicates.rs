@@ -17,9 +17,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use futures_util::future::{AbortHandle, Abortable, BoxFuture};
+use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tracing::{debug, info};
+
+pub use futures_util::future::BoxFuture;
 
 use crate::cache::{CacheConfig, CacheKey, CheckKind, OnlineCache};
 use crate::dane::{self, DaneOutcome, NoDane, PkixValidator, Transport};
