@@ -755,6 +755,25 @@ impl SessionHandle {
         unsafe { sys::gnutls_record_check_pending(self.raw) }
     }
 
+    /// Enables TLS 1.3 session tickets on a server session, encrypted under `key`
+    /// (`gnutls_session_ticket_enable_server`, which copies the 64-byte key).
+    #[cfg(test)]
+    pub(super) fn enable_session_tickets(&mut self, key: &[u8; 64]) -> Result<(), TlsError> {
+        let key = datum("session ticket key", key)?;
+        // SAFETY: the session is valid and `key` points to 64 readable bytes during the call.
+        let ret = unsafe { sys::gnutls_session_ticket_enable_server(self.raw, &key) };
+        check("gnutls_session_ticket_enable_server", ret).map(drop)
+    }
+
+    /// Queues `count` more NewSessionTicket messages from a server (`gnutls_session_ticket_send`).
+    #[cfg(test)]
+    pub(super) fn send_session_tickets(&mut self, count: u32) -> Result<(), TlsError> {
+        // SAFETY: a valid session whose handshake is done; the tickets land in the outbound
+        // buffer.
+        let ret = unsafe { sys::gnutls_session_ticket_send(self.raw, count, 0) };
+        check("gnutls_session_ticket_send", ret).map(drop)
+    }
+
     /// Sends close_notify and shuts down the write side (`gnutls_bye(GNUTLS_SHUT_WR)`).
     pub(super) fn bye_write(&mut self) -> c_int {
         // SAFETY: a valid session; the alert lands in the outbound buffer.

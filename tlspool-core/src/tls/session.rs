@@ -410,6 +410,18 @@ impl Session {
         self.handle.record_pending()
     }
 
+    /// Enables TLS 1.3 session tickets on a server, encrypted under `key`.
+    #[cfg(test)]
+    pub(crate) fn enable_session_tickets(&mut self, key: &[u8; 64]) -> Result<(), TlsError> {
+        self.handle.enable_session_tickets(key)
+    }
+
+    /// Queues `count` more NewSessionTicket messages from a server whose handshake is done.
+    #[cfg(test)]
+    pub(crate) fn send_session_tickets(&mut self, count: u32) -> Result<(), TlsError> {
+        self.handle.send_session_tickets(count)
+    }
+
     /// Queues close_notify and shuts down the write direction; reading continues to work.
     ///
     /// # Errors

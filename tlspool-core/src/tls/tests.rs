@@ -654,6 +654,87 @@ fn partial_ciphertext_wants_more() {
     assert_eq!(&buf[..12], b"split record");
 }
 
+/// Runs a TLS 1.3 handshake with session tickets enabled on the server, then returns both
+/// sessions and the ciphertext of `count` NewSessionTicket messages the client has not seen.
+fn tls13_pair_with_tickets(count: u32) -> (Session, Session, Vec<u8>) {
+    let f = fixture();
+    let mut client = client_session(TLS13, Some("server.example"), &anonymous_client());
+    let mut server = server_session(
+        TLS13,
+        ClientCertificate::Ignore,
+        &f.rsa_server.credentials(&f.ca_pem),
+    );
+    server
+        .enable_session_tickets(&[7; 64])
+        .expect("session tickets enabled");
+    handshake(&mut client, &mut server).expect("handshake succeeds");
+    server
+        .send_session_tickets(count)
+        .expect("session tickets queued");
+    let tickets = server.take_ciphertext();
+    (client, server, tickets)
+}
+
+/// Feeds `stream` to `session` cut at `splits`, reading until `WantRead` after each part as
+/// the relay does, and returns the plaintext read.
+fn read_in_parts(session: &mut Session, stream: &[u8], splits: &[usize]) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 64];
+    let mut start = 0;
+    for end in splits.iter().copied().chain([stream.len()]) {
+        session.feed_ciphertext(&stream[start..end]);
+        start = end;
+        loop {
+            match session.read_plaintext(&mut buf).expect("read succeeds") {
+                ReadOutcome::Data(n) => received.extend_from_slice(&buf[..n]),
+                ReadOutcome::WantRead => break,
+                ReadOutcome::CloseNotify => panic!("unexpected close_notify"),
+            }
+        }
+    }
+    received
+}
+
+/// GnuTLS 3.7.9 returns `GNUTLS_E_AGAIN` from `gnutls_record_recv` after each TLS 1.3
+/// NewSessionTicket, also when more records are fed. A `WantRead` there would leave a short
+/// reply that arrived with the tickets undelivered, because the relay then waits for more
+/// ciphertext. OpenSSL servers (stunnel, `openssl s_server`) send two tickets.
+#[test]
+fn short_record_after_session_tickets() {
+    for count in [1u32, 2] {
+        let stream_of = || {
+            let (client, mut server, mut stream) = tls13_pair_with_tickets(count);
+            let tickets_len = stream.len();
+            server.write_plaintext(b"ok").expect("write succeeds");
+            stream.extend_from_slice(&server.take_ciphertext());
+            (client, stream, tickets_len)
+        };
+        let (_, stream, tickets_len) = stream_of();
+        // The ticket records all have one length, so they end at its multiples.
+        let ticket_len = tickets_len / count as usize;
+        let mut cuts = vec![0, stream.len()];
+        for boundary in (1..=count as usize).map(|i| i * ticket_len) {
+            cuts.extend([boundary - 1, boundary, boundary + 1, boundary + 6]);
+        }
+        cuts.sort_unstable();
+        cuts.dedup();
+
+        let mut undelivered = Vec::new();
+        for (i, &first) in cuts.iter().enumerate() {
+            for &second in &cuts[i..] {
+                let (mut client, stream, _) = stream_of();
+                if read_in_parts(&mut client, &stream, &[first, second]) != b"ok" {
+                    undelivered.push((first, second));
+                }
+            }
+        }
+        assert!(
+            undelivered.is_empty(),
+            "reply after {count} session ticket(s) not read with the stream cut at {undelivered:?}"
+        );
+    }
+}
+
 #[test]
 fn pending_ciphertext_consumed_in_parts() {
     let f = fixture();
