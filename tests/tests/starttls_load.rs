@@ -1,6 +1,7 @@
 //! Heavy STARTTLS sessions through the built `tlspool` daemon over loopback TCP. The tests
 //! send bulk data both ways at once with SHA-256 checks, half-close in each direction, and
-//! read everything from a peer that writes and closes at once.
+//! read everything from a peer that writes and closes at once. A thousand concurrent sessions
+//! leave the daemon's descriptor count at its baseline afterwards.
 //!
 //! Most tests run the pool against itself: one daemon serves both the client STARTTLS and the
 //! server STARTTLS of a TCP connection that the test makes on a loopback listener. The
@@ -10,15 +11,20 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use ring::digest::{Context, Digest, SHA256};
-use tlspool_client::{StartTlsRequest, blocking};
+use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+use tlspool_client::{Client, StartTlsRequest, blocking};
 use tlspool_tests::daemon::TestDaemon;
 use tlspool_tests::dev_pki::{DOMAIN, PEER, dev_setup};
 use tlspool_tests::tls_peers::{PEER_TIMEOUT, Peer, free_port};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::{Barrier, Semaphore};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -336,4 +342,249 @@ fn openssl_www_write_then_close_loses_nothing() {
     );
     assert_eq!(response.len() - header_end, payload.len(), "body length");
     assert!(response[header_end..] == payload[..], "body bytes differ");
+}
+
+/// The number of sessions that [`concurrent_sessions_free_descriptors`] keeps open at once.
+const SESSIONS: usize = 1000;
+
+/// Descriptors one session takes in the daemon or in this process, with room to spare: two
+/// control connections, two TCP sockets and two plaintext ends.
+const DESCRIPTORS_PER_SESSION: u64 = 8;
+
+/// Raises the soft `RLIMIT_NOFILE` of this process to `needed` unless it is that high
+/// already, and returns the soft limit. Children such as the daemon inherit it.
+fn raise_nofile_limit(needed: u64) -> u64 {
+    let limit = getrlimit(Resource::Nofile);
+    let current = limit.current.unwrap_or(u64::MAX);
+    if current >= needed {
+        return current;
+    }
+    let maximum = limit.maximum;
+    assert!(
+        maximum.is_none_or(|maximum| maximum >= needed),
+        "the hard RLIMIT_NOFILE {maximum:?} is below the {needed} descriptors the test needs"
+    );
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(needed),
+            maximum,
+        },
+    )
+    .expect("raise RLIMIT_NOFILE");
+    needed
+}
+
+/// Returns the soft "Max open files" limit from `/proc/PID/limits` of `daemon`.
+fn daemon_nofile_limit(daemon: &TestDaemon) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", daemon.pid()))
+        .expect("read the daemon's limits");
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("the limits list open files");
+    let soft = line
+        .trim_start_matches("Max open files")
+        .split_whitespace()
+        .next()
+        .expect("the soft limit");
+    if soft == "unlimited" {
+        return u64::MAX;
+    }
+    soft.parse().expect("a numeric soft limit")
+}
+
+/// Handshakes per role that may be in progress at once. Both roles together stay below the
+/// daemon's listen backlog of 128, because the daemon accepts each control connection before
+/// it replies to its STARTTLS.
+///
+/// NOTE: `Client::connect` fails with `EAGAIN` instead of waiting when the daemon's listen
+/// backlog is full, as a burst of a thousand connects makes it, so the handshakes are limited.
+const HANDSHAKES_IN_FLIGHT: usize = 32;
+
+/// Connects to the daemon at `socket` and runs the STARTTLS `request` on `cipher`. Returns the
+/// control connection, which keeps the session, and the plaintext end.
+async fn start_session(
+    socket: &Path,
+    cipher: tokio::net::TcpStream,
+    request: &StartTlsRequest,
+) -> (Client, tokio::net::UnixStream) {
+    let control = Client::connect(Some(socket))
+        .await
+        .expect("connect to the daemon");
+    let connection = control
+        .starttls(cipher, request)
+        .await
+        .unwrap_or_else(|error| panic!("STARTTLS as {:?}: {error}", request.flags()));
+    (control, connection.plaintext)
+}
+
+/// Runs the server STARTTLS on `cipher`, replies to the client's greeting, and waits for the
+/// client to close.
+async fn serve_session(
+    socket: Arc<Path>,
+    handshakes: Arc<Semaphore>,
+    cipher: tokio::net::TcpStream,
+) {
+    let permit = handshakes
+        .acquire()
+        .await
+        .expect("the semaphore stays open");
+    let request = StartTlsRequest::server(DOMAIN)
+        .build()
+        .expect("server request");
+    let (_control, mut plaintext) = start_session(&socket, cipher, &request).await;
+    drop(permit);
+
+    let mut greeting = [0u8; GREETING_LEN];
+    plaintext
+        .read_exact(&mut greeting)
+        .await
+        .expect("read the greeting");
+    plaintext
+        .write_all(&reply_to(&greeting))
+        .await
+        .expect("write the reply");
+    let mut rest = Vec::new();
+    plaintext
+        .read_to_end(&mut rest)
+        .await
+        .expect("read up to the client's EOF");
+    assert!(rest.is_empty(), "the client sent {} more bytes", rest.len());
+}
+
+/// The length of `session NNNNN\n`, the greeting of a client.
+const GREETING_LEN: usize = 14;
+
+fn reply_to(greeting: &[u8]) -> Vec<u8> {
+    [b"reply to ".as_slice(), greeting].concat()
+}
+
+/// Runs the client STARTTLS for session `index`, checks the server's reply to its greeting,
+/// and keeps the session open until `all_open` and `release` let it go.
+async fn client_session(
+    socket: Arc<Path>,
+    handshakes: Arc<Semaphore>,
+    port: u16,
+    index: usize,
+    all_open: Arc<Barrier>,
+    release: Arc<Barrier>,
+) {
+    let permit = handshakes
+        .acquire()
+        .await
+        .expect("the semaphore stays open");
+    let cipher = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to the listener");
+    let request = StartTlsRequest::client(DOMAIN)
+        .build()
+        .expect("client request");
+    let (_control, mut plaintext) = start_session(&socket, cipher, &request).await;
+    drop(permit);
+
+    let greeting = format!("session {index:05}\n").into_bytes();
+    assert_eq!(greeting.len(), GREETING_LEN);
+    plaintext
+        .write_all(&greeting)
+        .await
+        .expect("write the greeting");
+    let mut reply = vec![0u8; reply_to(&greeting).len()];
+    plaintext
+        .read_exact(&mut reply)
+        .await
+        .expect("read the reply");
+    assert_eq!(reply, reply_to(&greeting), "reply in session {index}");
+
+    all_open.wait().await;
+    release.wait().await;
+}
+
+#[test]
+fn concurrent_sessions_free_descriptors() {
+    let needed = DESCRIPTORS_PER_SESSION * SESSIONS as u64 + 256;
+    raise_nofile_limit(needed);
+    let daemon = dev_setup().start_daemon();
+    let daemon_limit = daemon_nofile_limit(&daemon);
+    assert!(
+        daemon_limit >= needed,
+        "the daemon may open {daemon_limit} descriptors, the test needs {needed}"
+    );
+    let baseline = daemon.settled_fd_count();
+    let socket: Arc<Path> = Arc::from(daemon.socket_path());
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let started = Instant::now();
+    let (open_count, established) = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen on loopback");
+        let port = listener.local_addr().expect("listener address").port();
+        let server_handshakes = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT));
+        let client_handshakes = Arc::new(Semaphore::new(HANDSHAKES_IN_FLIGHT));
+        let server_socket = Arc::clone(&socket);
+        let servers = tokio::spawn(async move {
+            let mut sessions = tokio::task::JoinSet::new();
+            for _ in 0..SESSIONS {
+                let (cipher, _) = listener.accept().await.expect("accept a client");
+                sessions.spawn(serve_session(
+                    Arc::clone(&server_socket),
+                    Arc::clone(&server_handshakes),
+                    cipher,
+                ));
+            }
+            sessions.join_all().await;
+        });
+
+        let all_open = Arc::new(Barrier::new(SESSIONS + 1));
+        let release = Arc::new(Barrier::new(SESSIONS + 1));
+        let mut clients = tokio::task::JoinSet::new();
+        for index in 0..SESSIONS {
+            clients.spawn(client_session(
+                Arc::clone(&socket),
+                Arc::clone(&client_handshakes),
+                port,
+                index,
+                Arc::clone(&all_open),
+                Arc::clone(&release),
+            ));
+        }
+
+        // A failed session panics its task, so it never reaches the barrier.
+        let waited = tokio::time::timeout(Duration::from_secs(120), all_open.wait()).await;
+        if waited.is_err() {
+            while let Some(result) = clients.try_join_next() {
+                result.expect("client session");
+            }
+            panic!("not all {SESSIONS} sessions were open within 120 s");
+        }
+        let established = started.elapsed();
+        let open_count = daemon.open_fd_count();
+        release.wait().await;
+        clients.join_all().await;
+        servers.await.expect("server sessions");
+        (open_count, established)
+    });
+    drop(runtime);
+    let closed = started.elapsed();
+
+    let open_minimum = baseline + 4 * SESSIONS;
+    assert!(
+        open_count >= open_minimum,
+        "the daemon had {open_count} descriptors with all sessions open, expected at least \
+         {open_minimum}"
+    );
+    let freed_at = Instant::now();
+    let count = daemon.wait_fd_count(baseline, Duration::from_secs(5));
+    assert_eq!(count, baseline, "daemon descriptors after the sessions");
+    eprintln!(
+        "{SESSIONS} sessions open after {:.1} s with {open_count} daemon descriptors, closed \
+         after {:.1} s, descriptors back to {baseline} {:.1} s later",
+        established.as_secs_f64(),
+        closed.as_secs_f64(),
+        freed_at.elapsed().as_secs_f64()
+    );
 }
