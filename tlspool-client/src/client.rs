@@ -72,9 +72,7 @@ impl Client {
     pub async fn connect(path: Option<&Path>) -> Result<Self, ClientError> {
         // Reading the small configuration file blocks only briefly.
         let path = socket::resolve_socket_path(path, None)?;
-        let stream = UnixStream::connect(&path)
-            .await
-            .map_err(|source| connect_error(&path, source))?;
+        let stream = connect_waiting(&path).await?;
         debug!(path = %path.display(), "connected to the TLS Pool");
 
         let (reader, writer) = split(stream);
@@ -305,4 +303,30 @@ async fn route_incoming(mut reader: RecordReader, writer: RecordWriter, router: 
         }
     }
     router.close();
+}
+
+/// Maximum time [`Client::connect`] waits for room in the daemon's queue of pending
+/// connections, as a blocking `connect(2)` on a UNIX socket would.
+const CONNECT_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Connects to `path`, retrying while the daemon's listen queue is full.
+///
+/// A non-blocking `connect(2)` to a UNIX socket whose backlog is full fails with `EAGAIN`
+/// instead of waiting, so a burst of clients would otherwise see spurious errors.
+async fn connect_waiting(path: &Path) -> Result<UnixStream, ClientError> {
+    let deadline = tokio::time::Instant::now() + CONNECT_QUEUE_WAIT;
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match UnixStream::connect(path).await {
+            Ok(stream) => return Ok(stream),
+            Err(err)
+                if err.kind() == std::io::ErrorKind::WouldBlock
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            Err(source) => return Err(connect_error(path, source)),
+        }
+    }
 }

@@ -20,9 +20,10 @@ use tlspool_core::logging::TARGET_DAEMON;
 use crate::cleanup::RemoveOnDrop;
 use crate::error::DaemonError;
 
-/// Pending connections the kernel queues per socket before clients see `ECONNREFUSED`. The TLS
-/// Pool used 5, which a burst of clients connecting at once overflows.
-const LISTEN_BACKLOG: i32 = 128;
+/// Pending connections the kernel queues per socket (capped by `net.core.somaxconn`) before
+/// connecting clients wait or see `EAGAIN`. The original TLS Pool used 5, which a burst of
+/// clients connecting at once overflows while the daemon is busy with handshakes.
+const LISTEN_BACKLOG: i32 = 1024;
 
 /// A bound, listening socket whose file is removed when it is dropped.
 #[derive(Debug)]
