@@ -508,8 +508,13 @@ async fn dropped_relay_future_closes_descriptors() {
     tunnel.server_relay.abort();
     let (client, server) = (tunnel.client_relay.await, tunnel.server_relay.await);
 
-    assert!(client.expect_err("aborted").is_cancelled());
-    assert!(server.expect_err("aborted").is_cancelled());
+    // Once one relay is dropped, the other may see its peer vanish and end on its own before
+    // its abort lands, so only one of them is certain to have been dropped mid-way.
+    let cancelled = [&client, &server]
+        .iter()
+        .filter(|result| result.as_ref().is_err_and(|err| err.is_cancelled()))
+        .count();
+    assert!(cancelled >= 1, "client {client:?}, server {server:?}");
     for fd in &tunnel.relay_fds {
         fd.assert_closed();
     }
