@@ -9,7 +9,7 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{}: cannot read configuration file: {source}", path.display())]
+    #[error("{}: cannot read configuration file", path.display())]
     Read {
         /// The configuration file.
         path: PathBuf,
