@@ -2,9 +2,9 @@
 //! CONTROL_DETACH, CONTROL_REATTACH and LIDENTRY_REGISTER.
 //!
 //! STARTTLS runs in [`crate::starttls`], which sends its callbacks and final reply itself.
-//! CONTROL_DETACH, CONTROL_REATTACH, PRNG and INFO run in [`crate::control`]. PINENTRY and
-//! LIDENTRY_REGISTER are not built yet, so each gets ERROR `E_TLSPOOL_COMMAND_NOTIMPL` with a
-//! message naming the command.
+//! CONTROL_DETACH, CONTROL_REATTACH, PRNG and INFO run in the private `control` module.
+//! PINENTRY and LIDENTRY_REGISTER are not built yet, so each gets ERROR
+//! `E_TLSPOOL_COMMAND_NOTIMPL` with a message naming the command.
 
 use std::sync::Arc;
 
