@@ -96,6 +96,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         }
     }
 
+    tlspool_core::tls::check_priority(config.tls_priority())
+        .context("checking tls_priority of the configuration")?;
     let databases = open_databases(&config)?;
     let pkcs11_module =
         tokens::set_up(&config, databases.as_ref()).context("setting up PKCS #11")?;

@@ -80,7 +80,7 @@ pub use error::{TlsError, VerifyError};
 pub use session::{
     CertificateType, ChannelBinding, ClientCertificate, CredentialSelector,
     GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT, HandshakeStatus, MAX_RECORD_PLAINTEXT, ProtocolVersion,
-    ReadOutcome, Role, Session, SessionConfig,
+    ReadOutcome, Role, Session, SessionConfig, check_priority,
 };
 
 #[cfg(test)]

@@ -201,6 +201,18 @@ pub struct Session {
     handshake_done: bool,
 }
 
+/// Checks that GnuTLS accepts `priority` as a priority string, so a configuration error shows
+/// when the daemon starts rather than at its first handshake.
+///
+/// # Errors
+/// [`TlsError::InvalidPriority`] with the position GnuTLS reports, or the errors of
+/// [`Session::new`].
+pub fn check_priority(priority: &str) -> Result<(), TlsError> {
+    let mut config = SessionConfig::new(Role::Client);
+    config.priority = priority.to_owned();
+    Session::new(config, &Credentials::anonymous_client()?).map(drop)
+}
+
 impl Session {
     /// Creates a session with `credentials` (the server's default certificate, or a client's
     /// certificate and trust anchors).

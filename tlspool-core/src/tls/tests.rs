@@ -970,6 +970,16 @@ fn invalid_priority_rejected() {
 }
 
 #[test]
+fn check_priority_accepts_default_rejects_typo() {
+    assert!(check_priority(crate::config::DEFAULT_TLS_PRIORITY).is_ok());
+    let error = check_priority("NONSENSE:+FOO").expect_err("priority rejected");
+    assert!(
+        matches!(error, TlsError::InvalidPriority { position: 0, .. }),
+        "{error}"
+    );
+}
+
+#[test]
 fn chain_without_key_rejected() {
     let error = Credentials::builder()
         .certificate_chain(&fixture().rsa_server.cert_pem, Encoding::Pem)
