@@ -1321,7 +1321,9 @@ fn client_chat_runs_smtp_starttls_to_pool_server() {
             .plaintext
             .write_all(&reply)
             .expect("write inside TLS");
-        connection.remote_id
+        // The session ends when its control connection closes, so the thread hands both back
+        // and they stay open until the reply has arrived through the tunnel.
+        (connection, pool)
     });
 
     let listen = free_address();
@@ -1336,8 +1338,8 @@ fn client_chat_runs_smtp_starttls_to_pool_server() {
         .write_all(b"EHLO inside\r\n")
         .expect("write to the tunnel");
     expect_bytes(&mut plaintext, b"250 inside:EHLO inside\r\n");
-    let remote_id = served.join().expect("the SMTP server finished");
-    assert_eq!(remote_id, "dev.example", "{}", tunnel.log());
+    let (connection, _pool) = served.join().expect("the SMTP server finished");
+    assert_eq!(connection.remote_id, "dev.example", "{}", tunnel.log());
     tunnel.wait_for_log("remote_id=dev.example", 1);
 }
 
