@@ -689,7 +689,7 @@ fn prng_needs_starttls_facility() {
 }
 
 // NOTE: under a fully loaded 2-core CI run, test-client once read end of file at its last
-// step (peer-agrees) instead of the test-server's line; the cause is not found yet.
+// step (peer-agrees) instead of the test-server's line. The cause is not found yet.
 #[test]
 #[ignore = "flaky under load: peer-agrees once read EOF; run with --ignored"]
 fn test_client_passes_against_test_server() {

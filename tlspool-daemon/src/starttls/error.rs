@@ -32,7 +32,7 @@ const EKEYREVOKED: i32 = 128;
 /// `EKEYREJECTED`: the peer's chain fails validation for any other reason.
 const EKEYREJECTED: i32 = 129;
 
-/// Why a STARTTLS request failed.
+/// Reason a STARTTLS request failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StartTlsError {
@@ -78,7 +78,7 @@ pub enum StartTlsError {
         field: &'static str,
         /// The value.
         value: String,
-        /// Why it is not a DoNAI.
+        /// Reason it is not a DoNAI.
         reason: String,
     },
 
@@ -221,7 +221,7 @@ pub enum StartTlsError {
         expression: String,
         /// The letter of the predicate that made it false, or `its end` when none did.
         failed_at: String,
-        /// Why that predicate is false, such as `no TLSA records`.
+        /// Reason that predicate is false, such as `no TLSA records`.
         reason: String,
         /// The certificate check behind that predicate (for `T`, `t`, `R`, `r`, `I`, `i`),
         /// which picks the `errno` value.
@@ -237,7 +237,7 @@ pub enum StartTlsError {
         origin: &'static str,
         /// The text of the source.
         expression: String,
-        /// Why it does not parse.
+        /// Reason it does not parse.
         reason: String,
     },
 
