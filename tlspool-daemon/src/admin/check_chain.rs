@@ -78,6 +78,12 @@ pub(crate) fn run(
     let input = read_input(&args.chain)?;
     let chain = Certificate::parse_chain(&input)
         .with_context(|| format!("reading the chain {}", args.chain.display()))?;
+    if chain.is_empty() {
+        bail!(
+            "{} contains no certificate; expected a PEM or DER X.509 chain",
+            args.chain.display()
+        );
+    }
 
     if let Some(path) = &args.anchors {
         let mut anchors = AnchorSet::new();
@@ -257,6 +263,18 @@ mod tests {
         let mut args = setup(dir.path());
         args.anchors = None;
         assert_eq!(output(&args).1, Some(2), "no configuration file");
+    }
+
+    #[test]
+    fn text_file_is_usage_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = setup(dir.path());
+        let path = dir.path().join("notes.txt");
+        std::fs::write(&path, "just some text\n").unwrap();
+        args.chain = path;
+        let (text, code) = output(&args);
+        assert_eq!(text, "", "nothing is printed as a validation outcome");
+        assert_eq!(code, Some(2));
     }
 
     #[test]
