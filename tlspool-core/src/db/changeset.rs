@@ -170,6 +170,27 @@ mod tests {
     }
 
     #[test]
+    fn existing_databases_open_for_writing() {
+        let (dir, env) = setup();
+        drop(env);
+        let env = DbEnv::open(dir.path(), &DbNames::default(), OpenMode::ReadWriteExisting)
+            .expect("existing databases");
+        let mut changes = DiscloseChanges::new();
+        changes.push(change(true, "@.", "c@x.org", Position::Head));
+        changes.commit(&env).expect("writable");
+        assert_eq!(listed(&env, "@."), ["c@x.org", "a@x.org", "b@x.org"]);
+
+        let other = DbNames {
+            disclose: "absent".to_owned(),
+            ..DbNames::default()
+        };
+        drop(env);
+        let error = DbEnv::open(dir.path(), &other, OpenMode::ReadWriteExisting)
+            .expect_err("a missing database is not created");
+        assert!(matches!(error, DbError::MissingDatabase { .. }), "{error}");
+    }
+
+    #[test]
     fn dropped_write_transaction_rolls_back() {
         let (_dir, env) = setup();
         let mut txn = env.write().unwrap();

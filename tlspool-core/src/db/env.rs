@@ -24,6 +24,9 @@ pub enum OpenMode {
     ReadOnly,
     /// Open for reading and writing, creating the environment files and any missing database.
     ReadWrite,
+    /// Open existing databases for reading and writing; a missing database is an error. The
+    /// daemon uses this to store the disclose choices of a local identity selection service.
+    ReadWriteExisting,
 }
 
 /// Position of a new or moved value in a key's ordered list.
@@ -167,7 +170,8 @@ impl DbEnv {
     /// # Errors
     ///
     /// [`DbError::Environment`] when LMDB cannot open the directory (it must exist),
-    /// [`DbError::MissingDatabase`] in [`OpenMode::ReadOnly`] when a database does not exist.
+    /// [`DbError::MissingDatabase`] in [`OpenMode::ReadOnly`] and
+    /// [`OpenMode::ReadWriteExisting`] when a database does not exist.
     pub fn open(dir: &Path, names: &DbNames, mode: OpenMode) -> Result<Self, DbError> {
         let mut flags = EnvironmentFlags::NO_TLS;
         if mode == OpenMode::ReadOnly {
@@ -187,7 +191,7 @@ impl DbEnv {
         let open = |database: Database| {
             let name = names.name(database);
             let result = match mode {
-                OpenMode::ReadOnly => env.open_db(Some(name)),
+                OpenMode::ReadOnly | OpenMode::ReadWriteExisting => env.open_db(Some(name)),
                 OpenMode::ReadWrite => env.create_db(Some(name), DatabaseFlags::empty()),
             };
             result.map_err(|source| match source {

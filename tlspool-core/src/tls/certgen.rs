@@ -43,7 +43,7 @@
 
 use std::ffi::CStr;
 use std::fmt;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bitflags::bitflags;
 use tlspool_gnutls_sys as sys;
@@ -61,6 +61,16 @@ const SERIAL_LEN: usize = 16;
 
 /// Maximum length of a serial number in octets (RFC 5280, section 4.1.2.2).
 const MAX_SERIAL_LEN: usize = 20;
+
+/// How long before its issuance an on-the-fly certificate becomes valid, for peers whose clock
+/// runs behind.
+const ON_THE_FLY_BACKDATE: Duration = Duration::from_secs(120);
+
+/// How long after its issuance an on-the-fly certificate stays valid.
+const ON_THE_FLY_LIFETIME: Duration = Duration::from_secs(180);
+
+/// organizationalUnitName of every on-the-fly certificate.
+const ON_THE_FLY_UNIT: &str = "TLS Pool on-the-fly";
 
 /// Subject DN attribute OIDs from the GnuTLS headers. `from_bytes_with_nul` runs at compile
 /// time, so a constant without its NUL fails the build rather than a call.
@@ -325,6 +335,48 @@ impl CertificateBuilder {
     /// Starts an empty certificate: not a CA, without key usage or extended key usage.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Starts the certificate of the on-the-fly identity `local_id` for `service`, issued at
+    /// `now` with serial number `serial` (8 big-endian bytes).
+    ///
+    /// The subject is CN `local_id` and OU `TLS Pool on-the-fly`, with an rfc822Name for a
+    /// `user@domain` identity and a dNSName otherwise. It is valid from 120 s before `now` to
+    /// 180 s after it and is no CA.
+    /// Service `http` gets keyUsage digitalSignature, keyEncipherment and keyAgreement with
+    /// extendedKeyUsage serverAuth and clientAuth, service `generic_anonpre` keyUsage
+    /// keyEncipherment and keyAgreement, and other services neither extension, so the
+    /// certificate serves both TLS roles. The caller sets the public key and builds it with
+    /// the signer as [`Issuer::Ca`].
+    pub fn on_the_fly(local_id: &str, service: &str, serial: u64, now: SystemTime) -> Self {
+        let mut builder = Self::new();
+        builder
+            .common_name(local_id)
+            .organizational_unit(ON_THE_FLY_UNIT)
+            .serial(&serial.to_be_bytes())
+            .validity(now - ON_THE_FLY_BACKDATE, now + ON_THE_FLY_LIFETIME);
+        if local_id.contains('@') {
+            builder.email(local_id);
+        } else {
+            builder.dns_name(local_id);
+        }
+        match service {
+            "http" => {
+                builder
+                    .key_usage(
+                        KeyUsage::DIGITAL_SIGNATURE
+                            | KeyUsage::KEY_ENCIPHERMENT
+                            | KeyUsage::KEY_AGREEMENT,
+                    )
+                    .extended_key_usage(ExtendedKeyUsage::ServerAuth)
+                    .extended_key_usage(ExtendedKeyUsage::ClientAuth);
+            }
+            "generic_anonpre" => {
+                builder.key_usage(KeyUsage::KEY_ENCIPHERMENT | KeyUsage::KEY_AGREEMENT);
+            }
+            _ => {}
+        }
+        builder
     }
 
     /// Adds a commonName (CN) to the subject DN.

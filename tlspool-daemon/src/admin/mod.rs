@@ -98,7 +98,9 @@ pub fn run(args: &AdminArgs, out: &mut dyn Write) -> anyhow::Result<()> {
 /// creates missing databases).
 fn open_env(settings: &config::DbSettings, mode: OpenMode) -> anyhow::Result<DbEnv> {
     let hint = match mode {
-        OpenMode::ReadOnly => "; `tlspool-admin db create` creates missing databases",
+        OpenMode::ReadOnly | OpenMode::ReadWriteExisting => {
+            "; `tlspool-admin db create` creates missing databases"
+        }
         OpenMode::ReadWrite => "",
     };
     DbEnv::open(&settings.dbenv_dir, &settings.names, mode).with_context(|| {

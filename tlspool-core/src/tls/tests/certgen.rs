@@ -198,6 +198,75 @@ fn certtool_parses_ca_and_leaf() {
 }
 
 #[test]
+fn on_the_fly_profile_follows_service() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = build_ca(KeyType::EcdsaP256);
+    let key = SigningKey::generate(KeyType::Rsa2048).unwrap();
+    let now = SystemTime::now();
+    let issuer = Issuer::Ca {
+        certificate: &ca.certificate,
+        key: &ca.key,
+    };
+    let http = CertificateBuilder::on_the_fly("fly.example", "http", 7, now)
+        .public_key_from(&key)
+        .build(issuer)
+        .unwrap();
+    let info = certtool_info(dir.path(), "http.pem", &http.to_pem().unwrap());
+    assert!(
+        info.contains("Subject: OU=TLS Pool on-the-fly,CN=fly.example"),
+        "{info}"
+    );
+    assert!(info.contains("DNSname: fly.example"), "{info}");
+    assert!(info.contains("Serial Number (hex): 07"), "{info}");
+    assert!(info.contains("Certificate Authority (CA): FALSE"), "{info}");
+    assert!(info.contains("Digital signature."), "{info}");
+    assert!(info.contains("Key agreement."), "{info}");
+    assert!(info.contains("TLS WWW Server."), "{info}");
+    assert!(info.contains("TLS WWW Client."), "{info}");
+
+    let user = CertificateBuilder::on_the_fly("me@fly.example", "smtp", 8, now)
+        .public_key_from(&key)
+        .build(issuer)
+        .unwrap();
+    let info = certtool_info(dir.path(), "user.pem", &user.to_pem().unwrap());
+    assert!(info.contains("RFC822Name: me@fly.example"), "{info}");
+    assert!(!info.contains("Key Usage"), "{info}");
+
+    let anonpre = CertificateBuilder::on_the_fly("fly.example", "generic_anonpre", 9, now)
+        .public_key_from(&key)
+        .build(issuer)
+        .unwrap();
+    let info = certtool_info(dir.path(), "anonpre.pem", &anonpre.to_pem().unwrap());
+    assert!(info.contains("Key encipherment."), "{info}");
+    assert!(!info.contains("Digital signature."), "{info}");
+}
+
+#[test]
+fn on_the_fly_validity_spans_five_minutes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = build_ca(KeyType::EcdsaP256);
+    let key = SigningKey::generate(KeyType::EcdsaP256).unwrap();
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let certificate = CertificateBuilder::on_the_fly("fly.example", "generic", 1, now)
+        .public_key_from(&key)
+        .build(Issuer::Ca {
+            certificate: &ca.certificate,
+            key: &ca.key,
+        })
+        .unwrap();
+    let info = certtool_info(dir.path(), "fly.pem", &certificate.to_pem().unwrap());
+    // 1 800 000 000 s after the epoch is 2027-01-15 08:00:00 UTC.
+    assert!(
+        info.contains("Not Before: Fri Jan 15 07:58:00 UTC 2027"),
+        "{info}"
+    );
+    assert!(
+        info.contains("Not After: Fri Jan 15 08:03:00 UTC 2027"),
+        "{info}"
+    );
+}
+
+#[test]
 fn certtool_verifies_leaf_against_ca() {
     let dir = tempfile::tempdir().unwrap();
     let ca = build_ca(KeyType::EcdsaP256);
