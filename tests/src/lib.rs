@@ -6,6 +6,7 @@ pub mod dns;
 pub mod ldap;
 pub mod memcached;
 pub mod tls_peers;
+pub mod virtual_card;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -121,6 +121,80 @@ pub enum Pkcs11Error {
         /// The defect found.
         reason: String,
     },
+
+    /// No OpenPGP card with the requested ident is in any PC/SC reader.
+    #[error("no OpenPGP card {ident} in any reader (cards found: {available:?})")]
+    CardNotFound {
+        /// The requested ident, `MMMM:SSSSSSSS` (manufacturer and serial number in hex).
+        ident: String,
+        /// Idents of the OpenPGP cards that were found.
+        available: Vec<String>,
+    },
+
+    /// PC/SC or the OpenPGP card application failed during an operation.
+    #[error("OpenPGP card {ident}: {operation} failed: {reason}")]
+    CardFailed {
+        /// The card's ident, or `"pcsc"` before a card was selected.
+        ident: String,
+        /// The operation, such as `"VERIFY"` or `"INTERNAL AUTHENTICATE"`.
+        operation: &'static str,
+        /// The error from PC/SC or the card's status word.
+        reason: String,
+    },
+
+    /// The card rejected a PIN.
+    #[error("OpenPGP card {ident} rejected the {pin} PIN ({retries_left} tries left)")]
+    CardWrongPin {
+        /// The card's ident.
+        ident: String,
+        /// Which PIN: `"user"` or `"admin"`.
+        pin: &'static str,
+        /// The card's retry counter for that PIN after the failure.
+        retries_left: u8,
+    },
+
+    /// The card's retry counter for a PIN is 0, so the card rejects every try.
+    #[error("the {pin} PIN of OpenPGP card {ident} is blocked; reset it with the admin PIN")]
+    CardPinBlocked {
+        /// The card's ident.
+        ident: String,
+        /// Which PIN: `"user"` or `"admin"`.
+        pin: &'static str,
+    },
+
+    /// The card's authentication slot holds no key.
+    #[error("OpenPGP card {ident} has no authentication key; generate or import one")]
+    CardKeyMissing {
+        /// The card's ident.
+        ident: String,
+    },
+
+    /// The public key a card returned is malformed.
+    #[error("OpenPGP card {ident} returned an invalid public key: {reason}")]
+    CardKeyInvalid {
+        /// The card's ident.
+        ident: String,
+        /// The defect found.
+        reason: String,
+    },
+
+    /// The card's key uses an algorithm this crate does not sign with.
+    #[error("OpenPGP card {ident}: unsupported key algorithm {algorithm}; use Ed25519 or P-256")]
+    CardAlgorithmUnsupported {
+        /// The card's ident.
+        ident: String,
+        /// The algorithm the card reported.
+        algorithm: String,
+    },
+
+    /// Encoding a public key or signature failed.
+    #[error("encoding the {output} failed: {reason}")]
+    EncodingFailed {
+        /// The structure being encoded.
+        output: &'static str,
+        /// The encoder's error.
+        reason: String,
+    },
 }
 
 /// The RFC 7512 rule that one attribute of a `pkcs11:` URI breaks.

@@ -56,6 +56,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod card;
 mod encoding;
 mod error;
 mod keys;
@@ -66,6 +67,7 @@ mod sign;
 mod token;
 mod uri;
 
+pub use card::{CardKeyAlgorithm, CardPublicKey, OpenPgpCard};
 pub use cryptoki::context::Function;
 pub use cryptoki::error::RvError;
 pub use error::{Pkcs11Error, UriProblem};

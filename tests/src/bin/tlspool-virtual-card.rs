@@ -3,9 +3,9 @@
 //! to the `vpcd` reader driver of pcscd through the vpicc protocol.
 //!
 //! The card starts empty with the factory PINs (user `123456`, admin `12345678`) and keeps its
-//! state in RAM only, so every start is a fresh card. It connects to vpcd, retrying until pcscd has loaded the
-//! driver, and exits with status 0 when pcscd closes the connection, so stopping pcscd stops the
-//! card too.
+//! state in RAM only, so every start is a fresh card. It connects to vpcd, retrying until pcscd
+//! has loaded the driver, and exits with status 0 when pcscd closes the connection, so stopping
+//! pcscd stops the card too.
 //!
 //! NOTE: trussed's software platform seeds its random number generator with a constant, so keys
 //! generated on this card are predictable. The card is for tests only.
