@@ -1,0 +1,214 @@
+//! The local identity selection service (LIDENTRY) of the TLS Pool version 2 protocol: the one
+//! registered helper connection, its exclusive window, and the callback sequence that asks it
+//! which local identity a TLS client discloses to a remote peer.
+//!
+//! A helper registers with LIDENTRY_REGISTER (`pio_cbid` 0), carrying its `SKIP_*` and
+//! `WANT_DBENTRY` flags and its response window in seconds. It gets no reply unless it is
+//! refused with `E_TLSPOOL_LIDENTRY_NOT_VACANT`: a registration is refused while another one
+//! is waiting, and while a different connection holds the exclusive window. Each callback
+//! takes the waiting registration and opens a window of that many seconds for its connection.
+//! The helper's answer to a callback is also its next registration, with the registration
+//! bits of the answer's flags added. When the helper's connection closes, its registration
+//! and window are dropped at once, and an outstanding callback fails with
+//! `E_TLSPOOL_CLIENT_DISCONNECT`.
+//!
+//! The callbacks of one handshake form an exclusive sequence (see [`inquiry`]); another
+//! handshake that needs the helper waits for the sequence until the window ends, and then uses
+//! the disclose database alone.
+//!
+//! # Known limitations
+//!
+//! - An answer that arrives after the window ended is no longer a callback response, so the
+//!   daemon rejects it with `E_TLSPOOL_COMMAND_BAD_CALLBACK_RESPONSE` and the helper has to
+//!   register again.
+
+mod inquiry;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use tlspool_core::logging::TARGET_UNIXSOCK;
+use tlspool_proto::tokio::RecordWriter;
+use tlspool_proto::{ErrorCode, LidEntry, LidEntryFlags, Record};
+
+pub(crate) use inquiry::Choice;
+
+use crate::callbacks::{CallbackTable, ConnectionId};
+
+/// The response window of a registration whose `timeout` is 0.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
+
+/// The daemon-wide local identity selection service: at most one waiting registration, one
+/// window and one callback sequence at a time.
+#[derive(Debug, Default)]
+pub struct LidEntryService {
+    state: Mutex<State>,
+    /// Held by the handshake whose callback sequence runs.
+    sequence: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    waiting: Option<Registration>,
+    window: Option<Window>,
+}
+
+/// A helper connection that waits for its next callback.
+#[derive(Debug)]
+struct Registration {
+    connection: ConnectionId,
+    /// The request id of the registration record, which its callbacks carry.
+    reqid: u16,
+    /// The registration flags (`SKIP_*`, `WANT_DBENTRY`), masked with `PIOF_LIDENTRY_REGFLAGS`.
+    flags: LidEntryFlags,
+    /// The response window.
+    window: Duration,
+    writer: RecordWriter,
+    callbacks: Arc<CallbackTable>,
+}
+
+/// The exclusive window of the connection that was last sent a callback.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    connection: ConnectionId,
+    until: Instant,
+}
+
+impl LidEntryService {
+    /// Creates a service without registration.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `connection` as the helper with the flags and window of `entry`. Its
+    /// callbacks carry request id `reqid` and use `callbacks`. Returns the ERROR record to
+    /// send when the registration is refused.
+    pub fn register(
+        &self,
+        connection: ConnectionId,
+        reqid: u16,
+        entry: &LidEntry,
+        writer: RecordWriter,
+        callbacks: Arc<CallbackTable>,
+    ) -> Result<(), Record> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let window_of_other = state
+            .window
+            .is_some_and(|window| window.connection != connection && window.until > now);
+        if state.waiting.is_some() || window_of_other {
+            debug!(target: TARGET_UNIXSOCK, connection = connection.0, reqid,
+                "local identity selection service registration refused");
+            return Err(Record::error_code(reqid, ErrorCode::LidEntryNotVacant));
+        }
+        let window = window_of(entry.timeout);
+        state.waiting = Some(Registration {
+            connection,
+            reqid,
+            flags: entry.flags.registration(),
+            window,
+            writer,
+            callbacks,
+        });
+        info!(target: TARGET_UNIXSOCK, connection = connection.0, reqid,
+            flags = entry.flags.bits(), window_s = window.as_secs(),
+            "local identity selection service registered");
+        Ok(())
+    }
+
+    /// Drops the registration and the window of `connection`, whose socket closed.
+    pub fn release_connection(&self, connection: ConnectionId) {
+        let mut state = self.lock();
+        if state
+            .waiting
+            .as_ref()
+            .is_some_and(|waiting| waiting.connection == connection)
+        {
+            state.waiting = None;
+            info!(target: TARGET_UNIXSOCK, connection = connection.0,
+                "local identity selection service disconnected");
+        }
+        if state
+            .window
+            .is_some_and(|window| window.connection == connection)
+        {
+            state.window = None;
+        }
+    }
+
+    /// Returns whether a helper is registered or holds an open window, so that a handshake
+    /// should consult it.
+    pub fn is_available(&self) -> bool {
+        let state = self.lock();
+        state.waiting.is_some()
+            || state
+                .window
+                .is_some_and(|window| window.until > Instant::now())
+    }
+
+    /// Returns the registration flags of the waiting helper and how long a handshake may
+    /// wait for the sequence in progress: the rest of the open window, or the waiting
+    /// registration's window.
+    fn flags_and_wait(&self) -> Option<(LidEntryFlags, Duration)> {
+        let state = self.lock();
+        let now = Instant::now();
+        let open = state
+            .window
+            .map(|window| window.until.saturating_duration_since(now))
+            .filter(|rest| !rest.is_zero());
+        match (&state.waiting, open) {
+            (Some(waiting), rest) => Some((waiting.flags, rest.unwrap_or(waiting.window))),
+            (None, Some(rest)) => Some((LidEntryFlags::empty(), rest)),
+            (None, None) => None,
+        }
+    }
+
+    /// Takes the waiting registration and opens its connection's window; returns the end
+    /// of the window.
+    fn take_registration(&self) -> Option<(Registration, Instant)> {
+        let mut state = self.lock();
+        let registration = state.waiting.take()?;
+        let until = Instant::now() + registration.window;
+        state.window = Some(Window {
+            connection: registration.connection,
+            until,
+        });
+        Some((registration, until))
+    }
+
+    /// Stores the helper's answer as its next registration, unless its connection closed
+    /// meanwhile (then the window is gone too).
+    fn renew(&self, previous: Registration, reqid: u16, answer_flags: LidEntryFlags) {
+        let mut state = self.lock();
+        let open = state
+            .window
+            .is_some_and(|window| window.connection == previous.connection);
+        if !open || state.waiting.is_some() {
+            return;
+        }
+        state.waiting = Some(Registration {
+            reqid,
+            flags: previous.flags | answer_flags.registration(),
+            ..previous
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // Every update leaves the state consistent, so a panic elsewhere cannot corrupt it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Converts a registration's `timeout` (seconds) to its window; 0 is [`DEFAULT_WINDOW`].
+fn window_of(timeout_s: u32) -> Duration {
+    match timeout_s {
+        0 => DEFAULT_WINDOW,
+        seconds => Duration::from_secs(u64::from(seconds)),
+    }
+}
+
+#[cfg(test)]
+mod tests;
