@@ -304,3 +304,69 @@ pub fn write_file(directory: &Path, name: &str, text: &str) -> PathBuf {
     file.write_all(text.as_bytes()).expect("write file");
     path
 }
+
+/// Runs STARTTLS through `daemon` as TLS client of the server on 127.0.0.1:`port`, asking for
+/// `remote_id`, and returns the final STARTTLS reply or the ERROR. A PLAINTEXT_CONNECT
+/// callback is answered with one end of a new socket pair, which stays open until the reply.
+///
+/// # Panics
+///
+/// When the daemon or the server cannot be reached, or the daemon sends an unexpected record
+/// or none within `timeout`.
+pub fn starttls_client(
+    daemon: &TestDaemon,
+    port: u16,
+    remote_id: &str,
+    flags: tlspool_proto::StartTlsFlags,
+    timeout: Duration,
+) -> Result<tlspool_proto::StartTls, tlspool_proto::ErrorPayload> {
+    use std::os::fd::AsFd as _;
+    use tlspool_proto::{Identity, StartTls};
+
+    let mut stream = RecordStream::connect(daemon.socket_path()).expect("connect to the daemon");
+    stream
+        .get_ref()
+        .set_read_timeout(Some(timeout))
+        .expect("read timeout");
+    let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the server");
+    let record = Record::new(
+        1,
+        Payload::StartTls(StartTls {
+            flags,
+            local: 0,
+            ipproto: 6,
+            streamid: 0,
+            localid: Identity::new("").expect("localid fits"),
+            remoteid: Identity::new(remote_id).expect("remoteid fits"),
+            ctlkey: [7; 16],
+            service: FixedString::new("generic").expect("service fits"),
+            timeout: 10_000,
+        }),
+    );
+    stream
+        .send_record(&record, Some(tcp.as_fd()))
+        .expect("send STARTTLS");
+    drop(tcp);
+    let mut plaintext = Vec::new();
+    loop {
+        let frame = stream
+            .recv()
+            .expect("receive from the daemon")
+            .expect("the daemon closed the connection");
+        let reply = frame.decode().expect("decode the record");
+        match reply.payload {
+            Payload::PlaintextConnect(params) => {
+                let (ours, theirs) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+                let mut answer = Record::new(reply.reqid, Payload::PlaintextConnect(params));
+                answer.cbid = reply.cbid;
+                stream
+                    .send_record(&answer, Some(theirs.as_fd()))
+                    .expect("answer PLAINTEXT_CONNECT");
+                plaintext.push(ours);
+            }
+            Payload::StartTls(params) => return Ok(params),
+            Payload::Error(error) => return Err(error),
+            other => panic!("unexpected record from the daemon: {other:?}"),
+        }
+    }
+}

@@ -65,6 +65,12 @@ impl DevSetup {
 
     /// Starts a daemon on the token and databases of this setup, with a socket of its own.
     pub fn start_daemon(&self) -> TestDaemon {
+        self.start_daemon_with(&[])
+    }
+
+    /// Starts a daemon like [`Self::start_daemon`] with `extra_config_lines` added to its
+    /// configuration.
+    pub fn start_daemon_with(&self, extra_config_lines: &[&str]) -> TestDaemon {
         let config = std::fs::read_to_string(self.dir.join("tlspool.conf")).expect("dev config");
         let lines: Vec<&str> = config
             .lines()
@@ -73,6 +79,7 @@ impl DevSetup {
                     .iter()
                     .any(|prefix| line.starts_with(prefix))
             })
+            .chain(extra_config_lines.iter().copied())
             .collect();
         let softhsm = self.dir.join("softhsm2.conf");
         // SoftHSM 2.6 failed C_GetTokenInfo with CKR_GENERAL_ERROR now and then when several

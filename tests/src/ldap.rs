@@ -1,5 +1,6 @@
 //! A harness that runs OpenLDAP's slapd on loopback with a throwaway `mdb` database loaded
-//! from LDIF, optionally with StartTLS, and kills it when dropped. It also makes the X.509
+//! from LDIF, optionally with StartTLS, and kills it when dropped. slapd logs its operations
+//! (log level `stats`) to a file, so tests can count the searches it served. It also makes the X.509
 //! certificates (with certtool) and OpenPGP keys (with gpg) that the test entries hold.
 //!
 //! The configuration is an old-style `slapd.conf` with the Debian core, cosine and
@@ -33,11 +34,12 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-/// A running `slapd -d 0`, killed with SIGKILL when dropped.
+/// A running `slapd -d stats`, killed with SIGKILL when dropped.
 #[derive(Debug)]
 pub struct Slapd {
     child: Option<Child>,
     directory: TempDir,
+    suffix: String,
     port: u16,
     certificate: Option<Vec<u8>>,
 }
@@ -50,6 +52,16 @@ impl Slapd {
     ///
     /// When slapadd fails or slapd does not answer within [`START_TIMEOUT`].
     pub fn start(ldif: &str, starttls: bool) -> Self {
+        Self::start_with_suffix(SUFFIX, ldif, starttls)
+    }
+
+    /// Starts slapd like [`Self::start`] with the database suffix `suffix`, such as
+    /// `dc=dev,dc=example`.
+    ///
+    /// # Panics
+    ///
+    /// When slapadd fails or slapd does not answer within [`START_TIMEOUT`].
+    pub fn start_with_suffix(suffix: &str, ldif: &str, starttls: bool) -> Self {
         let directory = tempfile::tempdir().expect("temporary directory");
         let root = directory.path();
         let database = root.join("db");
@@ -60,7 +72,8 @@ impl Slapd {
             (der, cert_pem, key_pem)
         });
         let config = root.join("slapd.conf");
-        fs::write(&config, config_text(root, certificate.as_ref())).expect("write slapd.conf");
+        fs::write(&config, config_text(root, suffix, certificate.as_ref()))
+            .expect("write slapd.conf");
         let data = root.join("data.ldif");
         fs::write(&data, ldif).expect("write data.ldif");
         run(Command::new("slapadd")
@@ -73,6 +86,7 @@ impl Slapd {
         let mut slapd = Self {
             child: None,
             directory,
+            suffix: suffix.to_owned(),
             port: free_port(),
             certificate: certificate.map(|(der, _, _)| der),
         };
@@ -95,6 +109,26 @@ impl Slapd {
         self.certificate.as_deref()
     }
 
+    /// Returns the number of searches slapd has logged whose base is `base`, compared without
+    /// regard to case. The readiness polls search the root DSE, whose base is empty.
+    pub fn search_count(&self, base: &str) -> usize {
+        let needle = format!("srch base=\"{}\"", base.to_ascii_lowercase());
+        fs::read_to_string(self.log_path())
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.to_ascii_lowercase().contains(&needle))
+            .count()
+    }
+
+    /// Returns the database suffix.
+    pub fn suffix(&self) -> &str {
+        &self.suffix
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.directory.path().join("slapd.log")
+    }
+
     /// Kills slapd and waits for it to exit, so its port refuses connections.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -105,16 +139,21 @@ impl Slapd {
 
     fn spawn(&mut self) {
         let config = self.directory.path().join("slapd.conf");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("open slapd.log");
         let child = Command::new("slapd")
             .arg("-d")
-            .arg("0")
+            .arg("stats")
             .arg("-f")
             .arg(&config)
             .arg("-h")
             .arg(format!("{}/", self.url()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start slapd");
         self.child = Some(child);
@@ -146,7 +185,7 @@ impl Drop for Slapd {
 }
 
 /// Returns the `slapd.conf` text for a database under `root`, with TLS files when given.
-fn config_text(root: &Path, tls: Option<&(Vec<u8>, PathBuf, PathBuf)>) -> String {
+fn config_text(root: &Path, suffix: &str, tls: Option<&(Vec<u8>, PathBuf, PathBuf)>) -> String {
     let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/ldap/pgpkey.schema");
     let mut text = String::new();
     for name in ["core", "cosine", "inetorgperson"] {
@@ -160,8 +199,8 @@ fn config_text(root: &Path, tls: Option<&(Vec<u8>, PathBuf, PathBuf)>) -> String
         text.push_str(&format!("TLSCertificateKeyFile {}\n", key.display()));
     }
     text.push_str("database mdb\n");
-    text.push_str(&format!("suffix \"{SUFFIX}\"\n"));
-    text.push_str(&format!("rootdn \"cn=admin,{SUFFIX}\"\nrootpw throwaway\n"));
+    text.push_str(&format!("suffix \"{suffix}\"\n"));
+    text.push_str(&format!("rootdn \"cn=admin,{suffix}\"\nrootpw throwaway\n"));
     text.push_str(&format!("directory {}\n", root.join("db").display()));
     text
 }

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::future::{AbortHandle, Abortable};
@@ -24,11 +25,10 @@ use tracing::{debug, info};
 pub use futures_util::future::BoxFuture;
 
 use crate::cache::{CacheConfig, CacheKey, CheckKind, OnlineCache};
-use crate::dane::{self, DaneOutcome, NoDane, PkixValidator, Transport};
+use crate::dane::{self, DaneOutcome, PkixValidator, Transport};
 use crate::dns::Resolver;
 use crate::ldap::{
-    Credential, DirectoryConfig, GlobalDirectory, Outcome, RejectUncheckedDirectory,
-    StaticSrvResolver,
+    Credential, DaneDirectoryCheck, DirectoryConfig, DnssecSrvResolver, GlobalDirectory, Outcome,
 };
 use crate::valexp::{Event, NormalForm, Predicate, Registration};
 use crate::x509::{AnchorSet, Certificate, PathValidator, PeerRole, ValidateError};
@@ -239,7 +239,8 @@ pub struct OnlineSettings {
     pub dnssec_rootkey: PathBuf,
     /// Bound on one DNS lookup.
     pub dns_timeout: Duration,
-    /// `ldap_proxy`: without it the directory check is off.
+    /// `ldap_proxy`: without it the directory is found by SRV lookups under DNSSEC, which
+    /// need `dnssec_rootkey`.
     pub ldap_proxy: Option<String>,
     /// Bound on one directory server.
     pub ldap_timeout: Duration,
@@ -249,16 +250,19 @@ pub struct OnlineSettings {
 
 /// The DANE resolver, the global directory and the cache of a daemon.
 pub struct OnlineChecks {
-    resolver: Result<Resolver, String>,
-    directory: Result<GlobalDirectory<StaticSrvResolver, RejectUncheckedDirectory>, String>,
+    resolver: Result<Arc<Resolver>, String>,
+    directory: Result<GlobalDirectory<DnssecSrvResolver, DaneDirectoryCheck>, String>,
     cache: Option<OnlineCache>,
 }
 
 impl fmt::Debug for OnlineChecks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OnlineChecks")
-            .field("dane", &self.resolver.as_ref().map(Resolver::server))
-            .field("directory", &self.directory.as_ref().map(|_| "ldap_proxy"))
+            .field(
+                "dane",
+                &self.resolver.as_ref().map(|resolver| resolver.server()),
+            )
+            .field("directory", &self.directory.is_ok())
             .field("cache", &self.cache.is_some())
             .finish()
     }
@@ -276,6 +280,7 @@ impl OnlineChecks {
                 &settings.dnssec_rootkey,
                 settings.dns_timeout,
             )
+            .map(Arc::new)
             .map_err(|error| format!("DANE is off: {error}"))
         } else {
             Err(format!(
@@ -283,17 +288,24 @@ impl OnlineChecks {
                 settings.dnssec_rootkey.display()
             ))
         };
-        let directory = match &settings.ldap_proxy {
-            Some(proxy) => {
+        let directory = match (&settings.ldap_proxy, &resolver) {
+            (None, Err(reason)) => Err(format!(
+                "the global directory is off: no ldap_proxy is configured, and SRV discovery \
+                 needs DNSSEC ({reason})"
+            )),
+            (proxy, _) => {
                 let config = DirectoryConfig {
-                    proxy: Some(proxy.clone()),
+                    proxy: proxy.clone(),
                     timeout: settings.ldap_timeout,
                     follow_referrals: false,
                 };
-                GlobalDirectory::new(config, StaticSrvResolver::new(), RejectUncheckedDirectory)
-                    .map_err(|error| format!("the global directory is off: {error}"))
+                GlobalDirectory::new(
+                    config,
+                    DnssecSrvResolver::new(resolver.clone()),
+                    DaneDirectoryCheck::new(resolver.clone()),
+                )
+                .map_err(|error| format!("the global directory is off: {error}"))
             }
-            None => Err("the global directory is off: no ldap_proxy is configured".to_owned()),
         };
         let cache = settings
             .cache
@@ -345,29 +357,21 @@ impl OnlineChecks {
         let owner = dane::tlsa_owner(host, port, transport);
         let key = CacheKey::new(CheckKind::Dane, &owner, &chain.concat());
         let check = async {
-            match dane::check(resolver, host, port, transport, chain, pkix).await {
+            let outcome = dane::check(resolver, host, port, transport, chain, pkix).await;
+            if let Some(reason) = outcome.lookup_failure(&owner) {
+                return Err(reason);
+            }
+            match outcome {
                 DaneOutcome::Match(found) => {
                     debug!(target: LOG_TARGET, owner = %owner, subject = %found.subject,
                         "tlsa record matches");
                     Ok(Outcome::Success)
                 }
-                DaneOutcome::NoRecords(NoDane::Denied) => Ok(Outcome::NotFound),
                 DaneOutcome::NoMatch(reasons) => {
                     debug!(target: LOG_TARGET, owner = %owner, ?reasons, "no tlsa record matches");
                     Ok(Outcome::Invalid)
                 }
-                DaneOutcome::NoRecords(NoDane::Insecure) => {
-                    Err(format!("the TLSA lookup of {owner} is not DNSSEC-signed"))
-                }
-                DaneOutcome::NoRecords(NoDane::Indeterminate) => {
-                    Err(format!("no DNSSEC trust anchor covers {owner}"))
-                }
-                DaneOutcome::Bogus(reason) => Err(format!(
-                    "the TLSA response for {owner} failed DNSSEC validation: {reason}"
-                )),
-                DaneOutcome::Error(error) => {
-                    Err(format!("the TLSA lookup of {owner} failed: {error}"))
-                }
+                _ => Ok(Outcome::NotFound),
             }
         };
         self.through_cache(&key, ignore_caches, check).await

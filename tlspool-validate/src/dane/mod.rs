@@ -117,6 +117,25 @@ impl DaneOutcome {
     pub fn is_match_or_denied(&self) -> bool {
         matches!(self, Self::Match(_) | Self::NoRecords(NoDane::Denied))
     }
+
+    /// Returns why the lookup at `owner` gave no usable result: an unsigned zone, no covering
+    /// trust anchor, a bogus response or a failed lookup. Returns `None` for a match, a
+    /// mismatch and an authenticated denial.
+    pub fn lookup_failure(&self, owner: &str) -> Option<String> {
+        match self {
+            Self::Match(_) | Self::NoMatch(_) | Self::NoRecords(NoDane::Denied) => None,
+            Self::NoRecords(NoDane::Insecure) => {
+                Some(format!("the TLSA lookup of {owner} is not DNSSEC-signed"))
+            }
+            Self::NoRecords(NoDane::Indeterminate) => {
+                Some(format!("no DNSSEC trust anchor covers {owner}"))
+            }
+            Self::Bogus(reason) => Some(format!(
+                "the TLSA response for {owner} failed DNSSEC validation: {reason}"
+            )),
+            Self::Error(error) => Some(format!("the TLSA lookup of {owner} failed: {error}")),
+        }
+    }
 }
 
 /// Returns the TLSA owner name `_PORT._PROTO.HOST` of a service.

@@ -13,7 +13,9 @@
 //! 3. The targets are tried in SRV priority order, at most [`MAX_SERVERS`] of them, until one
 //!    answers. Each gets StartTLS where it offers it and must then pass the
 //!    [`DirectoryTlsCheck`] before it is searched. A target that fails is logged at debug and
-//!    the next one is tried, so the worst case is `MAX_SERVERS` timeouts.
+//!    the next one is tried, so the worst case is `MAX_SERVERS` timeouts. The daemon uses
+//!    [`DnssecSrvResolver`] and [`DaneDirectoryCheck`]: a server that does not offer StartTLS,
+//!    or whose certificate matches no DNSSEC-secured TLSA record, is never searched.
 //!
 //! # Search
 //!
@@ -52,6 +54,7 @@
 
 mod client;
 mod discover;
+mod dnssec;
 mod error;
 mod escape;
 mod openpgp;
@@ -70,6 +73,7 @@ pub use discover::{
     RejectUncheckedDirectory, RemoteIdentity, SrvError, SrvResolver, SrvTarget, StaticSrvResolver,
     discover,
 };
+pub use dnssec::{DaneDirectoryCheck, DnssecSrvResolver};
 pub use error::DirectoryError;
 pub use escape::{domain_base, escape_dn_value, escape_filter_value};
 
