@@ -67,7 +67,7 @@ mod sign;
 mod token;
 mod uri;
 
-pub use card::{CardKeyAlgorithm, CardPublicKey, OpenPgpCard};
+pub use card::{CardKeyAlgorithm, CardKeyReference, CardPublicKey, OpenPgpCard};
 pub use cryptoki::context::Function;
 pub use cryptoki::error::RvError;
 pub use error::{Pkcs11Error, UriProblem};

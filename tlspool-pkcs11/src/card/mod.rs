@@ -11,6 +11,7 @@
 //! on the card, not imported.
 
 mod key;
+mod reference;
 
 use std::fmt;
 
@@ -31,6 +32,7 @@ use crate::pin::{PIN_PROMPT, PinRequest, PinSource};
 use crate::token::{TokenFlags, TokenInfo};
 
 pub use key::{CardKeyAlgorithm, CardPublicKey};
+pub use reference::CardKeyReference;
 
 /// Minimum length of the user PIN (PW1) that OpenPGP cards accept.
 const MIN_USER_PIN_LEN: usize = 6;
