@@ -187,6 +187,28 @@ pub enum ValidateError {
         issuer: String,
     },
 
+    /// A certificate that the peer's stapled OCSP response reports as revoked by its issuer.
+    #[error(
+        "certificate {subject:?} with serial {serial} is revoked by {issuer:?} (stapled OCSP response)"
+    )]
+    RevokedByOcsp {
+        /// Subject of the certificate.
+        subject: String,
+        /// Its serial number in hexadecimal.
+        serial: String,
+        /// Subject of the issuer that signed the response, itself or through a responder.
+        issuer: String,
+    },
+
+    /// The peer's stapled OCSP response cannot be relied upon.
+    #[error("the stapled OCSP response for certificate {subject:?} is invalid: {reason}")]
+    InvalidOcspResponse {
+        /// Subject of the certificate.
+        subject: String,
+        /// The reason the response does not count.
+        reason: String,
+    },
+
     /// No revocation entry exists for the issuer of a certificate (fails only `R`).
     #[error("no revocation list of issuer {issuer:?} covers certificate {subject:?}")]
     NoRevocationList {

@@ -5,7 +5,7 @@
 //! candidate paths to a trust anchor of the peer's [`PeerRole`] and validates them as RFC 5280
 //! section 6.1 describes; [`check_name`] compares the end certificate with the remote
 //! identity; [`check_revocation`] and [`pin_status`] read the revocation and pinned entries of
-//! the trust store.
+//! the trust store, and [`check_revocation_stapled`] also the peer's stapled OCSP response.
 //!
 //! Certificates are decoded with `x509-cert` (RustCrypto), whose typed, strict DER structures
 //! for the RFC 5280 extensions share `der` and `spki` with the rest of RustCrypto, and whose
@@ -37,6 +37,7 @@ mod cert;
 mod constraints;
 mod error;
 mod name;
+mod ocsp;
 mod path;
 mod revocation;
 mod signature;
@@ -47,8 +48,9 @@ mod trust_db;
 pub use cert::Certificate;
 pub use error::ValidateError;
 pub use name::{check_name, dns_name_matches, mail_matches};
+pub use ocsp::{CLOCK_SKEW, MAX_AGE_WITHOUT_NEXT_UPDATE, OcspStatus, check_stapled};
 pub use path::{MAX_CANDIDATES, MAX_PATH_DEPTH, PathValidator, ValidPath};
-pub use revocation::{RevocationPolicy, check_revocation};
+pub use revocation::{RevocationPolicy, check_revocation, check_revocation_stapled};
 pub use trust::{
     Anchor, AnchorSet, PeerRole, Pin, PinStatus, RevocationList, TrustRecord, TrustStore,
     pin_status,

@@ -1,13 +1,17 @@
-//! Revocation checks of a validated path against the revocation entries of the trust store:
-//! the `R` and `r` predicates.
+//! Revocation checks of a validated path against the revocation entries of the trust store
+//! and the peer's stapled OCSP response: the `R` and `r` predicates.
 //!
 //! The revocation list of an issuer is stored under the issuer's key identifier, the same key
 //! as the issuer's anchor entry, so the lists of a certificate are found under its
 //! AuthorityKeyIdentifier (or its issuer's key identifier when it has none). The anchor itself
-//! is trusted and not checked.
+//! is trusted and not checked. A stapled OCSP response covers the end certificate only, since
+//! TLS staples one response (RFC 6066 `status_request`).
 
 use std::time::SystemTime;
 
+use tracing::{debug, warn};
+
+use super::ocsp::{self, OcspStatus};
 use super::path::ValidPath;
 use super::trust::{RevocationList, TrustRecord, TrustStore};
 use super::{Certificate, ValidateError};
@@ -15,10 +19,12 @@ use super::{Certificate, ValidateError};
 /// The strictness of a revocation check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RevocationPolicy {
-    /// `R`: every certificate needs a current list of its issuer that does not list it.
+    /// `R`: every certificate needs a current revocation status from its issuer. That is a
+    /// list that does not list it, or for the end certificate a valid stapled OCSP response
+    /// with status good.
     RequireList,
-    /// `r`: no list may revoke a certificate; an issuer without a list, or with an outdated
-    /// one, is accepted.
+    /// `r`: no list or stapled response may revoke a certificate. An issuer without a list, or
+    /// with an outdated one, is accepted, and so is a stapled response that is invalid.
     AllowMissing,
 }
 
@@ -26,24 +32,47 @@ pub enum RevocationPolicy {
 ///
 /// # Errors
 ///
-/// [`ValidateError::Revoked`] for a listed serial number under either policy; under
-/// [`RevocationPolicy::RequireList`] also [`ValidateError::NoRevocationList`] and
-/// [`ValidateError::RevocationListOutdated`]; [`ValidateError::TrustStore`] when the store
-/// cannot be read.
+/// As [`check_revocation_stapled`] without a stapled response.
 pub fn check_revocation(
     store: &dyn TrustStore,
     path: &ValidPath,
     policy: RevocationPolicy,
     at: SystemTime,
 ) -> Result<(), ValidateError> {
-    // NOTE: only trust database entries are consulted; a stapled OCSP response (RFC 6066
-    // status_request) is not yet taken into account.
-    let issuers = path
+    check_revocation_stapled(store, path, policy, at, None)
+}
+
+/// Checks every certificate of `path` against the revocation lists of its issuer at `at`, and
+/// the end certificate also against `stapled`, the DER OCSPResponse the peer sent, if any.
+///
+/// # Errors
+///
+/// [`ValidateError::Revoked`] for a listed serial number and [`ValidateError::RevokedByOcsp`]
+/// for a stapled response with status revoked, under either policy. Under
+/// [`RevocationPolicy::RequireList`] also [`ValidateError::NoRevocationList`] and
+/// [`ValidateError::RevocationListOutdated`], or [`ValidateError::InvalidOcspResponse`] when
+/// the end certificate has no current list and its stapled response does not count.
+/// [`ValidateError::TrustStore`] when the store cannot be read.
+pub fn check_revocation_stapled(
+    store: &dyn TrustStore,
+    path: &ValidPath,
+    policy: RevocationPolicy,
+    at: SystemTime,
+    stapled: Option<&[u8]>,
+) -> Result<(), ValidateError> {
+    let issuers: Vec<&Certificate> = path
         .certificates
         .iter()
         .skip(1)
-        .chain(std::iter::once(&path.anchor.certificate));
-    for (cert, issuer) in path.certificates.iter().zip(issuers) {
+        .chain(std::iter::once(&path.anchor.certificate))
+        .collect();
+    let stapled_status = match (stapled, path.certificates.first(), issuers.first()) {
+        (Some(response), Some(leaf), Some(issuer)) => {
+            Some(stapled_status(response, leaf, issuer, at)?)
+        }
+        _ => None,
+    };
+    for (index, (cert, issuer)) in path.certificates.iter().zip(issuers).enumerate() {
         let key = match cert.authority_key_id() {
             Some(key) => key.to_vec(),
             None => issuer.key_id(),
@@ -56,9 +85,60 @@ pub fn check_revocation(
                 _ => None,
             })
             .collect();
-        check_certificate(cert, issuer, &lists, policy, at)?;
+        let leaf_status = if index == 0 {
+            stapled_status.as_ref()
+        } else {
+            None
+        };
+        let result = match leaf_status {
+            // A good response is a current status of the end certificate, so the lists
+            // only need to not revoke it.
+            Some(Ok(())) => {
+                check_certificate(cert, issuer, &lists, RevocationPolicy::AllowMissing, at)
+            }
+            _ => check_certificate(cert, issuer, &lists, policy, at),
+        };
+        match (result, leaf_status) {
+            (
+                Err(
+                    ValidateError::NoRevocationList { .. }
+                    | ValidateError::RevocationListOutdated { .. },
+                ),
+                Some(Err(stapled_error)),
+            ) => return Err(stapled_error.clone()),
+            (result, _) => result?,
+        }
     }
     Ok(())
+}
+
+/// Returns `Ok(Ok(()))` for a valid good response, `Ok(Err(reason))` for a response that does
+/// not count, and `Err` for a valid response that revokes `leaf`.
+fn stapled_status(
+    response: &[u8],
+    leaf: &Certificate,
+    issuer: &Certificate,
+    at: SystemTime,
+) -> Result<Result<(), ValidateError>, ValidateError> {
+    match ocsp::check_stapled(response, leaf, issuer, at) {
+        Ok(OcspStatus::Good) => {
+            debug!(subject = leaf.subject(), "stapled ocsp response: good");
+            Ok(Ok(()))
+        }
+        Ok(OcspStatus::Revoked(_)) => Err(ValidateError::RevokedByOcsp {
+            subject: leaf.subject().to_owned(),
+            serial: hex(leaf.serial()),
+            issuer: issuer.subject().to_owned(),
+        }),
+        Ok(OcspStatus::Unknown) => Ok(Err(ValidateError::InvalidOcspResponse {
+            subject: leaf.subject().to_owned(),
+            reason: "the responder does not know the certificate".to_owned(),
+        })),
+        Err(error) => {
+            warn!(subject = leaf.subject(), %error, "stapled ocsp response ignored");
+            Ok(Err(error))
+        }
+    }
 }
 
 fn check_certificate(

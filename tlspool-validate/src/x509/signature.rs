@@ -56,14 +56,50 @@ pub(crate) fn verify_signature(
     issuer_spki: &[u8],
     issuer: &str,
 ) -> Result<(), ValidateError> {
-    let unsupported = |algorithm: String| ValidateError::UnsupportedAlgorithm {
-        subject: cert.subject().to_owned(),
-        algorithm,
-    };
-    let algorithm = AlgorithmIdentifierOwned::from_der(cert.signature_algorithm_der())
-        .map_err(|e| unsupported(format!("(undecodable: {e})")))?;
-    let spki = SubjectPublicKeyInfoRef::from_der(issuer_spki)
-        .map_err(|e| unsupported(format!("(undecodable issuer key: {e})")))?;
+    verify_signed_data(
+        cert.signature_algorithm_der(),
+        cert.tbs_der(),
+        cert.signature(),
+        issuer_spki,
+    )
+    .map_err(|failure| match failure {
+        SignatureFailure::Unsupported(algorithm) => ValidateError::UnsupportedAlgorithm {
+            subject: cert.subject().to_owned(),
+            algorithm,
+        },
+        SignatureFailure::Mismatch => ValidateError::BadSignature {
+            subject: cert.subject().to_owned(),
+            issuer: issuer.to_owned(),
+        },
+    })
+}
+
+/// The failure of a signature over some DER data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SignatureFailure {
+    /// The algorithm, or its pairing with the signer's key type, is not supported.
+    Unsupported(String),
+    /// The signature does not verify with the signer's key.
+    Mismatch,
+}
+
+/// Verifies `signature` over `signed` with the DER AlgorithmIdentifier `algorithm_der` and the
+/// public key in `signer_spki` (a DER SubjectPublicKeyInfo).
+///
+/// # Errors
+///
+/// [`SignatureFailure::Unsupported`] with the algorithm's description, or
+/// [`SignatureFailure::Mismatch`].
+pub(crate) fn verify_signed_data(
+    algorithm_der: &[u8],
+    signed: &[u8],
+    signature: &[u8],
+    signer_spki: &[u8],
+) -> Result<(), SignatureFailure> {
+    let algorithm = AlgorithmIdentifierOwned::from_der(algorithm_der)
+        .map_err(|e| SignatureFailure::Unsupported(format!("(undecodable: {e})")))?;
+    let spki = SubjectPublicKeyInfoRef::from_der(signer_spki)
+        .map_err(|e| SignatureFailure::Unsupported(format!("(undecodable issuer key: {e})")))?;
     let key_algorithm = spki.algorithm.oid;
     let curve = spki
         .algorithm
@@ -72,17 +108,14 @@ pub(crate) fn verify_signature(
 
     let verifier = choose_verifier(&algorithm, key_algorithm, curve).ok_or_else(|| {
         let curve = curve.map(|c| format!(" on curve {c}")).unwrap_or_default();
-        unsupported(format!(
+        SignatureFailure::Unsupported(format!(
             "{} with an issuer key of type {key_algorithm}{curve}",
             algorithm.oid
         ))
     })?;
     let key = signature::UnparsedPublicKey::new(verifier, spki.subject_public_key.raw_bytes());
-    key.verify(cert.tbs_der(), cert.signature())
-        .map_err(|_| ValidateError::BadSignature {
-            subject: cert.subject().to_owned(),
-            issuer: issuer.to_owned(),
-        })
+    key.verify(signed, signature)
+        .map_err(|_| SignatureFailure::Mismatch)
 }
 
 /// Picks the `ring` algorithm for a signature algorithm and an issuer key type, or `None`
