@@ -12,6 +12,9 @@
 //!   one logged-in session per token;
 //! - generating key pairs for `tlspool-admin dev-init` ([`Module::generate_key_pair`]) and
 //!   signing for the on-the-fly certificate signer ([`Module::sign`]).
+//! - OpenPGP cards through PC/SC ([`OpenPgpCard`], named by an `openpgp-card:` reference,
+//!   [`CardKeyReference`]): generating and reading the authentication key, verifying the user
+//!   PIN from the same [`PinSource`] chain, and signing with that key.
 //!
 //! # Handshake signatures go through GnuTLS
 //!
