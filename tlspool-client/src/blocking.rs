@@ -23,6 +23,11 @@ use crate::{ClientError, CtlKey, InfoKind, PingReply, StartTlsRequest, control, 
 #[cfg(doc)]
 use crate::{MAX_INFO_LEN, MAX_PRNG_INPUT_LEN, MAX_PRNG_INPUTS_LEN, MAX_PRNG_LEN};
 
+pub use crate::lidentry::{
+    BlockingLocalIdSelectService as LocalIdSelectService,
+    register_localid_select_blocking as register_localid_select,
+};
+
 /// An established TLS session with a blocking plaintext socket.
 pub type TlsConnection = crate::TlsConnection<UnixStream>;
 

@@ -75,6 +75,35 @@
 //! # }
 //! ```
 //!
+//! # Local identity selection
+//!
+//! A helper program chooses which local identity the daemon shows as a TLS client, for other
+//! applications' handshakes: [`register_localid_select`] (or
+//! [`blocking::register_localid_select`]) registers it on a connection of its own, and it
+//! answers each inquiry with a [`LocalIdChoice`], which may also be stored in the disclose
+//! database when the handshake succeeds.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use tlspool_client::{LidEntryFlags, LocalIdChoice, LocalIdQueryKind, blocking};
+//!
+//! let window = Duration::from_secs(30);
+//! let flags = LidEntryFlags::WANT_DBENTRY;
+//! let mut service = blocking::register_localid_select(None, flags, window)?;
+//! loop {
+//!     let query = service.next_query()?;
+//!     match query.kind {
+//!         LocalIdQueryKind::DatabaseEntry => service.acknowledge(&query)?,
+//!         LocalIdQueryKind::Inquiry => {
+//!             // Take the daemon's suggestion, the first identity the database lists.
+//!             service.answer(&query, &LocalIdChoice::once(&query.local_id))?;
+//!         }
+//!     }
+//! }
+//! # Ok::<(), tlspool_client::ClientError>(())
+//! ```
+//!
 //! # Socket location
 //!
 //! `connect(Some(path))` uses `path`. `connect(None)` uses the first `socket_name` line of the
@@ -93,7 +122,7 @@
 //! # Known limitations
 //!
 //! - PING and STARTTLS over TCP are implemented. UDP and SCTP sessions, renegotiation,
-//!   CONTROL_DETACH/REATTACH, PRNG, INFO and the PINENTRY and LIDENTRY services are not yet.
+//!   CONTROL_DETACH/REATTACH, PRNG, INFO and the PINENTRY service are not yet.
 //! - The configuration reader comes from `tlspool-core`, which also links GnuTLS and LMDB.
 
 #![warn(missing_docs)]
@@ -104,6 +133,7 @@ mod client;
 mod control;
 pub mod ctl;
 mod error;
+mod lidentry;
 mod mux;
 mod ping;
 mod socket;
@@ -112,10 +142,13 @@ mod starttls;
 pub use client::Client;
 pub use control::{MAX_INFO_LEN, MAX_PRNG_INPUT_LEN, MAX_PRNG_INPUTS_LEN, MAX_PRNG_LEN};
 pub use error::ClientError;
+pub use lidentry::{
+    LocalIdChoice, LocalIdQuery, LocalIdQueryKind, LocalIdSelectService, register_localid_select,
+};
 pub use ping::PingReply;
 pub use socket::{MAX_SOCKET_PATH_LEN, resolve_socket_path};
 pub use starttls::{
     DEFAULT_SERVICE, HandshakeTimeout, LocalIdCheck, LocalIdDecision, StartTlsBuilder,
     StartTlsRequest, TlsConnection,
 };
-pub use tlspool_proto::{CtlKey, ErrorCode, Facilities, InfoKind, StartTlsFlags};
+pub use tlspool_proto::{CtlKey, ErrorCode, Facilities, InfoKind, LidEntryFlags, StartTlsFlags};

@@ -3,8 +3,9 @@
 //!
 //! STARTTLS runs in [`crate::starttls`], which sends its callbacks and final reply itself.
 //! CONTROL_DETACH, CONTROL_REATTACH, PRNG and INFO run in the private `control` module.
-//! PINENTRY and LIDENTRY_REGISTER are not built yet, so each gets ERROR
-//! `E_TLSPOOL_COMMAND_NOTIMPL` with a message naming the command.
+//! A LIDENTRY_REGISTER registration is stored by [`crate::lidentry`] and gets no reply unless
+//! it is refused. PINENTRY is not built yet, so it gets ERROR `E_TLSPOOL_COMMAND_NOTIMPL` with
+//! a message naming the command.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use tracing::debug;
 
 use tlspool_core::logging::TARGET_UNIXSOCK;
 use tlspool_proto::tokio::RecordWriter;
-use tlspool_proto::{ErrorCode, Facilities, Record};
+use tlspool_proto::{ErrorCode, Facilities, Payload, Record};
 
 use crate::callbacks::{CallbackTable, ConnectionId};
 use crate::control::{self, ControlContext};
@@ -37,8 +38,9 @@ pub struct CommandContext {
     pub offered: Facilities,
 }
 
-/// Runs `request` and returns its final reply.
-pub async fn execute(request: Request, context: &CommandContext) -> Record {
+/// Runs `request` and returns its final reply, or `None` for an accepted registration, which
+/// gets no reply.
+pub async fn execute(request: Request, context: &CommandContext) -> Option<Record> {
     let reqid = request.record.reqid;
     let name = request.command.name();
     drop(request.fd);
@@ -47,13 +49,24 @@ pub async fn execute(request: Request, context: &CommandContext) -> Record {
         sessions: &context.sessions,
         starttls_offered: context.offered.contains(Facilities::STARTTLS),
     };
-    if let Some(reply) = control::serve(reqid, request.record.payload, &control_context).await {
-        return reply;
+    if let Payload::LidEntryRegister(entry) = &request.record.payload {
+        let writer = context.writer.clone();
+        let callbacks = Arc::clone(&context.callbacks);
+        return context
+            .tls
+            .lidentry
+            .register(context.connection, reqid, entry, writer, callbacks);
     }
-    // NOTE: PINENTRY and LIDENTRY reply E_TLSPOOL_COMMAND_NOTIMPL until
-    // their capability is built.
+    if let Some(reply) = control::serve(reqid, request.record.payload, &control_context).await {
+        return Some(reply);
+    }
+    // NOTE: PINENTRY replies E_TLSPOOL_COMMAND_NOTIMPL until its capability is built.
     debug!(target: TARGET_UNIXSOCK, connection = context.connection.0, reqid, command = name,
         "command not implemented");
     let message = format!("TLS Pool does not implement {name} yet");
-    Record::error(reqid, ErrorCode::CommandNotImpl.code(), &message)
+    Some(Record::error(
+        reqid,
+        ErrorCode::CommandNotImpl.code(),
+        &message,
+    ))
 }

@@ -21,13 +21,14 @@ use crate::callbacks::CallbackTable;
 use crate::connection::Shared;
 use crate::daemonize::{Forked, fork_to_background};
 use crate::error::DaemonError;
+use crate::lidentry::LidEntryService;
 use crate::listener::Listener;
 use crate::options::Options;
 use crate::pidfile::PidFile;
 use crate::privileges::Privileges;
 use crate::server;
 use crate::sessions::SessionRegistry;
-use crate::starttls::{CredentialLoader, TlsResources};
+use crate::starttls::{CredentialLoader, OnTheFlySigner, TlsResources};
 use crate::tokens;
 
 /// Worker threads of the runtime. Connections are tasks, so a few threads serve many.
@@ -106,6 +107,9 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         priority: config.tls_priority().to_owned(),
         credentials: CredentialLoader::new(config.pkcs11_timeout()),
         validation: crate::starttls::Validation::from_config(&config),
+        lidentry: LidEntryService::new(),
+        on_the_fly: OnTheFlySigner::from_config(&config)
+            .context("loading the on-the-fly signer")?,
     };
 
     let (sockets, socket_files): (Vec<_>, Vec<_>) =
@@ -141,14 +145,16 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens the databases of `dbenv_dir` read-only, or returns `None` without `dbenv_dir`.
+/// Opens the existing databases of `dbenv_dir`, or returns `None` without `dbenv_dir`. They
+/// are opened for writing so that the choices of a local identity selection service can be
+/// stored in the disclose database.
 fn open_databases(config: &Config) -> anyhow::Result<Option<DbEnv>> {
     let Some(dir) = config.dbenv_dir() else {
         warn!(target: TARGET_FILES, "no dbenv_dir configured, so every STARTTLS request fails");
         return Ok(None);
     };
     let names = database_names(config);
-    let databases = DbEnv::open(dir, &names, OpenMode::ReadOnly).with_context(|| {
+    let databases = DbEnv::open(dir, &names, OpenMode::ReadWriteExisting).with_context(|| {
         format!(
             "opening the databases in {} (create them with tlspool-admin db create)",
             dir.display()

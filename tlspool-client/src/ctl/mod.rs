@@ -6,6 +6,7 @@
 //! the negotiated identities on standard error in the form of [`identity_lines`].
 
 mod connect;
+mod localid_select;
 mod selftest;
 mod serve;
 
@@ -20,6 +21,7 @@ use tlspool_proto::Facilities;
 use crate::{ClientError, PingReply, blocking, resolve_socket_path};
 
 pub use connect::ConnectCommand;
+pub use localid_select::{LocalIdSelectCommand, inquiry_lines, parse_choice};
 pub use selftest::{TEST_LABEL, TestClientCommand, TestServerCommand};
 pub use serve::ServeCommand;
 
@@ -55,6 +57,8 @@ pub enum Command {
     TestClient(TestClientCommand),
     /// `tlspoolctl test-server`.
     TestServer(TestServerCommand),
+    /// `tlspoolctl localid-select`.
+    LocalIdSelect(LocalIdSelectCommand),
 }
 
 /// Print the daemon's identity and the facilities it offers.
@@ -76,6 +80,7 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), ClientError> {
         Command::Serve(command) => serve::run(&socket, command),
         Command::TestClient(command) => selftest::run_client(&socket, command, out),
         Command::TestServer(command) => selftest::run_server(&socket, command, out),
+        Command::LocalIdSelect(command) => localid_select::run(&socket, command, out),
     }
 }
 

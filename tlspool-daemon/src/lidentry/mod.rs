@@ -84,8 +84,8 @@ impl LidEntryService {
     }
 
     /// Registers `connection` as the helper with the flags and window of `entry`. Its
-    /// callbacks carry request id `reqid` and use `callbacks`. Returns the ERROR record to
-    /// send when the registration is refused.
+    /// callbacks carry request id `reqid` and use `callbacks`. Returns `None` when registered,
+    /// or the ERROR record `E_TLSPOOL_LIDENTRY_NOT_VACANT` to send when refused.
     pub fn register(
         &self,
         connection: ConnectionId,
@@ -93,7 +93,7 @@ impl LidEntryService {
         entry: &LidEntry,
         writer: RecordWriter,
         callbacks: Arc<CallbackTable>,
-    ) -> Result<(), Record> {
+    ) -> Option<Record> {
         let mut state = self.lock();
         let now = Instant::now();
         let window_of_other = state
@@ -102,7 +102,7 @@ impl LidEntryService {
         if state.waiting.is_some() || window_of_other {
             debug!(target: TARGET_UNIXSOCK, connection = connection.0, reqid,
                 "local identity selection service registration refused");
-            return Err(Record::error_code(reqid, ErrorCode::LidEntryNotVacant));
+            return Some(Record::error_code(reqid, ErrorCode::LidEntryNotVacant));
         }
         let window = window_of(entry.timeout);
         state.waiting = Some(Registration {
@@ -116,7 +116,7 @@ impl LidEntryService {
         info!(target: TARGET_UNIXSOCK, connection = connection.0, reqid,
             flags = entry.flags.bits(), window_s = window.as_secs(),
             "local identity selection service registered");
-        Ok(())
+        None
     }
 
     /// Drops the registration and the window of `connection`, whose socket closed.

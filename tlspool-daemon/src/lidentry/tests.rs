@@ -25,6 +25,11 @@ fn registration(flags: LidEntryFlags, timeout_s: u32) -> LidEntry {
     }
 }
 
+/// Panics with the refusal when the registration was refused.
+fn expect_registered(refusal: Option<Record>) {
+    assert!(refusal.is_none(), "registration refused: {refusal:?}");
+}
+
 fn helper_socket() -> (RecordWriter, RecordReader) {
     let (daemon, helper) = UnixStream::pair().expect("socket pair");
     let (_, daemon_writer) = split(daemon);
@@ -84,12 +89,10 @@ async fn second_registration_is_not_vacant() {
     let callbacks = CallbackTable::new();
     let (writer, _reader) = helper_socket();
     let entry = registration(LidEntryFlags::empty(), 10);
-    service
-        .register(HELPER, 1, &entry, writer.clone(), Arc::clone(&callbacks))
-        .expect("first registration");
+    expect_registered(service.register(HELPER, 1, &entry, writer.clone(), Arc::clone(&callbacks)));
     let refusal = service
         .register(OTHER, 2, &entry, writer, callbacks)
-        .expect_err("a registration is waiting");
+        .expect("a registration is waiting, so this one is refused");
     let Payload::Error(error) = refusal.payload else {
         panic!("expected ERROR");
     };
@@ -103,15 +106,11 @@ async fn release_frees_registration() {
     let callbacks = CallbackTable::new();
     let (writer, _reader) = helper_socket();
     let entry = registration(LidEntryFlags::empty(), 10);
-    service
-        .register(HELPER, 1, &entry, writer.clone(), Arc::clone(&callbacks))
-        .expect("registration");
+    expect_registered(service.register(HELPER, 1, &entry, writer.clone(), Arc::clone(&callbacks)));
     assert!(service.is_available());
     service.release_connection(HELPER);
     assert!(!service.is_available());
-    service
-        .register(OTHER, 2, &entry, writer, callbacks)
-        .expect("vacant again");
+    expect_registered(service.register(OTHER, 2, &entry, writer, callbacks));
 }
 
 #[tokio::test]
@@ -120,16 +119,12 @@ async fn window_of_other_connection_refuses() {
     let callbacks = CallbackTable::new();
     let (writer, _reader) = helper_socket();
     let entry = registration(LidEntryFlags::empty(), 30);
-    service
-        .register(HELPER, 1, &entry, writer.clone(), Arc::clone(&callbacks))
-        .expect("registration");
+    expect_registered(service.register(HELPER, 1, &entry, writer.clone(), Arc::clone(&callbacks)));
     let _taken = service.take_registration().expect("waiting");
     assert!(service.is_available(), "the window keeps the helper");
     let refusal = service.register(OTHER, 2, &entry, writer.clone(), Arc::clone(&callbacks));
-    assert!(refusal.is_err(), "another connection's window is open");
-    service
-        .register(HELPER, 3, &entry, writer, callbacks)
-        .expect("the window holder may register");
+    assert!(refusal.is_some(), "another connection's window is open");
+    expect_registered(service.register(HELPER, 3, &entry, writer, callbacks));
 }
 
 #[tokio::test]
@@ -138,15 +133,13 @@ async fn inquiry_answer_selects_and_renews() {
     let callbacks = CallbackTable::new();
     let (writer, mut reader) = helper_socket();
     let flags = LidEntryFlags::WANT_DBENTRY;
-    service
-        .register(
-            HELPER,
-            5,
-            &registration(flags, 30),
-            writer,
-            Arc::clone(&callbacks),
-        )
-        .expect("registration");
+    expect_registered(service.register(
+        HELPER,
+        5,
+        &registration(flags, 30),
+        writer,
+        Arc::clone(&callbacks),
+    ));
     let remote = Donai::parse("peer.dev.example").expect("DoNAI");
     let found = disclosure(".dev.example", 1, 2, &["dev.example", "other.example"]);
 
@@ -205,21 +198,19 @@ async fn silent_helper_times_out() {
     let service = LidEntryService::new();
     let callbacks = CallbackTable::new();
     let (writer, _reader) = helper_socket();
-    service
-        .register(
-            HELPER,
-            5,
-            &registration(LidEntryFlags::empty(), 1),
-            writer,
-            callbacks,
-        )
-        .expect("registration");
+    expect_registered(service.register(
+        HELPER,
+        5,
+        &registration(LidEntryFlags::empty(), 1),
+        writer,
+        callbacks,
+    ));
     let remote = Donai::parse("peer.dev.example").expect("DoNAI");
     let error = service.consult(&remote, None).await.expect_err("no answer");
-    assert!(
-        matches!(error, StartTlsError::LocalIdSelectionTimedOut { timeout } if timeout == Duration::from_secs(1)),
-        "{error}"
-    );
+    let StartTlsError::LocalIdSelectionTimedOut { timeout } = error else {
+        panic!("expected a timeout, got {error}");
+    };
+    assert_eq!(timeout, Duration::from_secs(1));
 }
 
 #[tokio::test]
@@ -227,15 +218,13 @@ async fn disconnect_during_inquiry_is_reported() {
     let service = Arc::new(LidEntryService::new());
     let callbacks = CallbackTable::new();
     let (writer, mut reader) = helper_socket();
-    service
-        .register(
-            HELPER,
-            5,
-            &registration(LidEntryFlags::empty(), 30),
-            writer,
-            Arc::clone(&callbacks),
-        )
-        .expect("registration");
+    expect_registered(service.register(
+        HELPER,
+        5,
+        &registration(LidEntryFlags::empty(), 30),
+        writer,
+        Arc::clone(&callbacks),
+    ));
     let remote = Donai::parse("peer.dev.example").expect("DoNAI");
     let consulting = {
         let service = Arc::clone(&service);

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use tlspool_core::db::{
-    self, CredentialType, Database, DbEnv, DbRead, Donai, LocalIdEntry, LocalIdFlags,
+    self, CredentialType, Database, DbEnv, DbRead, DiscloseChanges, Disclosure, Donai,
+    LocalIdEntry, LocalIdFlags,
 };
 use tlspool_core::tls::{self, PrivateKeySource};
 
@@ -32,6 +33,10 @@ pub const MAX_CONCURRENT_LOOKUPS: usize = 8;
 /// How long a loaded credential is reused while its stored value stays the same. It bounds
 /// how long a key that was replaced on the token, under the same URI, stays in use.
 pub const CACHE_TTL: Duration = Duration::from_secs(10);
+
+/// How often a handshake checks the localid database for an identity that a local identity
+/// selection service announced as new.
+pub(crate) const NEW_IDENTITY_POLL: Duration = Duration::from_millis(250);
 
 /// Runs credential lookups off the async workers, bounded in time and number, and caches the
 /// loaded credentials.
@@ -148,6 +153,128 @@ impl CredentialLoader {
         self.run(
             format!("the identities disclosed to {remote_id}"),
             move |_| disclosed_identities(databases_of(&databases)?, &remote_id),
+        )
+        .await
+    }
+}
+
+impl CredentialLoader {
+    /// Finds the most concrete disclose entry for `remote_id` off the async workers; returns
+    /// the parsed remote identity with it.
+    ///
+    /// # Errors
+    ///
+    /// [`StartTlsError::RemoteIdNeeded`] for an empty `remote_id`, and the errors of parsing
+    /// it and reading the database.
+    pub(crate) async fn find_disclosure(
+        &self,
+        databases: Arc<super::TlsResources>,
+        remote_id: &str,
+    ) -> Result<(Donai, Option<Disclosure>), StartTlsError> {
+        if remote_id.is_empty() {
+            return Err(StartTlsError::RemoteIdNeeded);
+        }
+        let remote = parse_donai("remoteid", remote_id)?;
+        self.run(format!("the disclose entry of {remote_id}"), move |_| {
+            let disclosure = databases_of(&databases)?.read()?.find_disclosure(&remote)?;
+            Ok((remote, disclosure))
+        })
+        .await
+    }
+
+    /// Issues an on-the-fly certificate for `local_id` and `service` off the async workers.
+    ///
+    /// # Errors
+    ///
+    /// [`StartTlsError::OnTheFlyUnavailable`] without a configured signer, and the errors of
+    /// [`OnTheFlySigner::issue`](super::onthefly::OnTheFlySigner::issue).
+    pub(crate) async fn on_the_fly_credential(
+        &self,
+        resources: Arc<super::TlsResources>,
+        local_id: &str,
+        service: &str,
+    ) -> Result<LocalCredential, StartTlsError> {
+        if resources.on_the_fly.is_none() {
+            return Err(StartTlsError::OnTheFlyUnavailable {
+                local_id: local_id.to_owned(),
+            });
+        }
+        let local_id = local_id.to_owned();
+        let service = service.to_owned();
+        self.run(
+            format!("the on-the-fly certificate of {local_id}"),
+            move |_| {
+                let signer = resources.on_the_fly.as_ref().ok_or_else(|| {
+                    StartTlsError::OnTheFlyUnavailable {
+                        local_id: local_id.clone(),
+                    }
+                })?;
+                let credentials = signer.issue(&local_id, &service)?;
+                Ok(LocalCredential {
+                    local_id,
+                    credentials,
+                })
+            },
+        )
+        .await
+    }
+
+    /// Waits until the localid database lists a client credential for `local_id`, which a
+    /// local identity selection service announced as new, checking every
+    /// [`NEW_IDENTITY_POLL`] for at most `window`.
+    ///
+    /// # Errors
+    ///
+    /// [`StartTlsError::NewLocalIdTimedOut`] when the window ends first, and the errors of
+    /// [`Self::client_credential`] other than a missing identity.
+    pub(crate) async fn new_client_credential(
+        &self,
+        resources: Arc<super::TlsResources>,
+        local_id: &str,
+        window: Duration,
+    ) -> Result<LocalCredential, StartTlsError> {
+        let deadline = tokio::time::Instant::now() + window;
+        loop {
+            match self
+                .client_credential(Arc::clone(&resources), local_id)
+                .await
+            {
+                Err(StartTlsError::NoLocalIdentity { .. })
+                    if tokio::time::Instant::now() + NEW_IDENTITY_POLL < deadline =>
+                {
+                    tokio::time::sleep(NEW_IDENTITY_POLL).await;
+                }
+                Err(StartTlsError::NoLocalIdentity { .. }) => {
+                    return Err(StartTlsError::NewLocalIdTimedOut {
+                        local_id: local_id.to_owned(),
+                        timeout: window,
+                    });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Commits the disclose changes of a successful handshake in one write transaction, off
+    /// the async workers.
+    ///
+    /// # Errors
+    ///
+    /// [`StartTlsError::Database`] when the transaction fails; then nothing is written.
+    pub(crate) async fn commit_disclose_changes(
+        &self,
+        resources: Arc<super::TlsResources>,
+        changes: DiscloseChanges,
+    ) -> Result<(), StartTlsError> {
+        if changes.changes().is_empty() {
+            return Ok(());
+        }
+        self.run(
+            "the disclose changes of the handshake".to_owned(),
+            move |_| {
+                changes.commit(databases_of(&resources)?)?;
+                Ok(())
+            },
         )
         .await
     }

@@ -291,6 +291,73 @@ pub enum StartTlsError {
     /// Another session has the control key.
     #[error("TLS Pool cannot register the control key: another session uses it")]
     CtlKeyInUse,
+
+    /// The local identity selection service did not answer a callback within its window.
+    #[error(
+        "TLS Pool local identity selection service did not answer within {} s",
+        timeout.as_secs()
+    )]
+    LocalIdSelectionTimedOut {
+        /// The helper's response window.
+        timeout: Duration,
+    },
+
+    /// The connection of the local identity selection service closed during its callbacks.
+    #[error("TLS Pool local identity selection service disconnected before it chose an identity")]
+    LocalIdSelectionDisconnected,
+
+    /// The local identity selection service answered the inquiry with ERROR.
+    #[error("TLS Pool local identity selection service refused to choose: {message}")]
+    LocalIdSelectionRefused {
+        /// The message of the helper's ERROR.
+        message: String,
+    },
+
+    /// A field of the local identity selection service's answer is invalid.
+    #[error(
+        "TLS Pool local identity selection service sent an invalid {field} {value:?}: {reason}"
+    )]
+    LocalIdSelectionInvalid {
+        /// The field of the answer: `localid` or `remoteid`.
+        field: &'static str,
+        /// Its text.
+        value: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+
+    /// The identity the selection service announced as new did not appear in time.
+    #[error(
+        "TLS Pool waited {} s for the new local identity {local_id} and the localid database \
+         still has no client credential for it",
+        timeout.as_secs()
+    )]
+    NewLocalIdTimedOut {
+        /// The announced identity.
+        local_id: String,
+        /// How long the daemon waited: the helper's window.
+        timeout: Duration,
+    },
+
+    /// An on-the-fly certificate was requested and no signer is configured.
+    #[error(
+        "TLS Pool cannot issue an on-the-fly certificate for {local_id}: configure \
+         tls_onthefly_signcert and tls_onthefly_signkey"
+    )]
+    OnTheFlyUnavailable {
+        /// The identity of the requested certificate.
+        local_id: String,
+    },
+
+    /// Issuing or loading an on-the-fly certificate failed.
+    #[error("TLS Pool failed to issue an on-the-fly certificate for {local_id}: {source}")]
+    OnTheFlyFailed {
+        /// The identity of the certificate.
+        local_id: String,
+        /// The GnuTLS failure, such as the signer key's token refusing to sign.
+        #[source]
+        source: TlsError,
+    },
 }
 
 impl StartTlsError {
@@ -299,7 +366,10 @@ impl StartTlsError {
         match self {
             Self::InvalidIdentity { .. } => EINVAL,
             Self::UnknownTransport { .. } => EPROTONOSUPPORT,
-            Self::HandshakeTimedOut { .. } | Self::CredentialLookupTimedOut { .. } => ETIMEDOUT,
+            Self::HandshakeTimedOut { .. }
+            | Self::CredentialLookupTimedOut { .. }
+            | Self::LocalIdSelectionTimedOut { .. }
+            | Self::NewLocalIdTimedOut { .. } => ETIMEDOUT,
             Self::PeerCertificateMissing => ENOKEY,
             Self::PeerRejected { source } => validate_errno(source),
             Self::ValidationFailed {
@@ -326,11 +396,15 @@ impl StartTlsError {
             | Self::TransportNotImplemented { .. }
             | Self::RenegotiationNotImplemented => ErrorCode::CommandNotImpl,
             Self::CallbackTableFull => ErrorCode::OutOfMemory,
-            Self::ClientDisconnected { .. } => ErrorCode::ClientDisconnect,
-            Self::CallbackRefused { .. } | Self::NoLocalIdAccepted { .. } => {
-                ErrorCode::ClientRefusesCallback
+            Self::ClientDisconnected { .. } | Self::LocalIdSelectionDisconnected => {
+                ErrorCode::ClientDisconnect
             }
-            Self::BadCallbackResponse { .. } => ErrorCode::CommandBadCallbackResponse,
+            Self::CallbackRefused { .. }
+            | Self::NoLocalIdAccepted { .. }
+            | Self::LocalIdSelectionRefused { .. } => ErrorCode::ClientRefusesCallback,
+            Self::BadCallbackResponse { .. } | Self::LocalIdSelectionInvalid { .. } => {
+                ErrorCode::CommandBadCallbackResponse
+            }
             Self::PlaintextSocketNeeded => ErrorCode::PlainSocketNeeded,
             Self::CtlKeyInUse => ErrorCode::CtlkeyRegistrationFailed,
             Self::SessionSetup { .. } | Self::SocketSetup { .. } => {

@@ -15,14 +15,16 @@
 //! # Known limitations
 //!
 //! - A client with `LOCALID_CHECK` receives its LOCALID callback before the handshake, for
-//!   the first disclosed identity, even when the server never requests a certificate.
-//! - `DTLS`, `DOMAIN_REPRESENTS_USER` and `LOCALID_ONTHEFLY` are accepted and have no
-//!   effect. `IGNORE_CACHES` bypasses the cache of the online validation checks.
+//!   the first disclosed identity, even when the server never requests a certificate. The
+//!   local identity selection service is consulted at the same point.
+//! - `DTLS` and `DOMAIN_REPRESENTS_USER` are accepted and have no effect. `IGNORE_CACHES`
+//!   bypasses the cache of the online validation checks.
 
 mod callback;
 mod client_hello;
 mod credentials;
 mod error;
+mod onthefly;
 mod peer;
 mod validation;
 
@@ -33,7 +35,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info};
 
-use tlspool_core::db::DbEnv;
+use tlspool_core::db::{DbEnv, DiscloseChanges};
 use tlspool_core::logging::TARGET_TLS;
 use tlspool_core::relay::{self, CipherSocket, QueryReceiver, RelayEnd, RelayError};
 use tlspool_core::tls::{
@@ -43,9 +45,11 @@ use tlspool_proto::{Identity, Payload, Record, StartTls, StartTlsFlags, TIMEOUT_
 
 pub use credentials::{CACHE_TTL, CredentialLoader, MAX_CONCURRENT_LOOKUPS};
 pub use error::StartTlsError;
+pub use onthefly::OnTheFlySigner;
 pub use validation::Validation;
 
 use crate::commands::CommandContext;
+use crate::lidentry::{Choice, LidEntryService};
 use crate::protocol::Request;
 use crate::sessions::Registration;
 use callback::Caller;
@@ -63,11 +67,11 @@ const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_SCTP: u8 = 132;
 
-/// What every STARTTLS request of the daemon shares: the databases, the GnuTLS priority and
-/// the credential loader.
+/// What every STARTTLS request of the daemon shares: the databases, the GnuTLS priority, the
+/// credential loader, the local identity selection service and the on-the-fly signer.
 #[derive(Debug)]
 pub struct TlsResources {
-    /// The databases, opened read-only, or `None` without `dbenv_dir`.
+    /// The databases, or `None` without `dbenv_dir`.
     pub databases: Option<DbEnv>,
     /// The GnuTLS priority string (`tls_priority`).
     pub priority: String,
@@ -75,6 +79,10 @@ pub struct TlsResources {
     pub credentials: CredentialLoader,
     /// The validation expression settings and online checks.
     pub validation: Validation,
+    /// The local identity selection service that client handshakes consult.
+    pub lidentry: LidEntryService,
+    /// The signer of on-the-fly certificates, when one is configured.
+    pub on_the_fly: Option<OnTheFlySigner>,
 }
 
 /// A session whose final reply is due: the handshake is done, the peer validated and the
@@ -163,6 +171,9 @@ struct Negotiation<'c> {
     reqid: u16,
     forked: bool,
     plaintext: Option<OwnedFd>,
+    /// Disclose changes that the local identity selection service asked for, committed when
+    /// the handshake succeeds and dropped with the negotiation otherwise.
+    disclose_changes: DiscloseChanges,
 }
 
 /// Runs the procedure up to the final reply; on failure returns the request id for the ERROR.
@@ -187,6 +198,7 @@ async fn negotiate(
         reqid,
         forked: false,
         plaintext: None,
+        disclose_changes: DiscloseChanges::new(),
     };
     match negotiation.run(request.fd).await {
         Ok(established) => Ok(established),
@@ -254,6 +266,11 @@ impl Negotiation<'_> {
             .sessions
             .register(self.params.ctlkey, owner, self.forked, sender)
             .map_err(|_| StartTlsError::CtlKeyInUse)?;
+        let changes = std::mem::take(&mut self.disclose_changes);
+        self.resources
+            .credentials
+            .commit_disclose_changes(Arc::clone(self.resources), changes)
+            .await?;
         Ok(Established {
             session,
             cipher,
@@ -272,26 +289,7 @@ impl Negotiation<'_> {
         deadline: Option<Deadline>,
     ) -> Result<(Session, CipherSocket, String), StartTlsError> {
         let remote_id = self.params.remoteid.as_str().to_owned();
-        let loader = &self.resources.credentials;
-        let credential = if self.params.flags.contains(StartTlsFlags::LOCALID_CHECK) {
-            let disclosed = loader
-                .disclosed_identities(Arc::clone(self.resources), &remote_id)
-                .await?;
-            let proposal = disclosed
-                .first()
-                .map(ToString::to_string)
-                .unwrap_or_else(|| self.params.localid.as_str().to_owned());
-            let chosen = self.check_localid(&proposal).await?;
-            Some(
-                loader
-                    .client_credential(Arc::clone(self.resources), &chosen)
-                    .await?,
-            )
-        } else {
-            loader
-                .disclosed_client_credential(Arc::clone(self.resources), &remote_id)
-                .await?
-        };
+        let credential = self.client_credential(&remote_id).await?;
 
         let mut config = self.session_config(Role::Client, deadline);
         if !self.params.flags.contains(StartTlsFlags::WITHOUT_SNI) {
@@ -319,7 +317,6 @@ impl Negotiation<'_> {
     ) -> Result<(Session, CipherSocket, String), StartTlsError> {
         let mut config = self.session_config(Role::Server, deadline);
         let preset = self.params.localid.as_str().to_owned();
-        let loader = &self.resources.credentials;
         let check = self.params.flags.contains(StartTlsFlags::LOCALID_CHECK);
 
         // Without a preset identity the credential follows the client's server name. The
@@ -341,9 +338,7 @@ impl Negotiation<'_> {
             } else {
                 (field, proposal)
             };
-            let found = loader
-                .server_credential(Arc::clone(self.resources), field, &chosen)
-                .await?;
+            let found = self.server_credential(field, &chosen).await?;
             let session = Session::new(config, &found.credentials)
                 .map_err(|source| StartTlsError::SessionSetup { source })?;
             let (session, cipher) = drive(session, cipher_fd, &received, deadline, None).await?;
@@ -351,9 +346,7 @@ impl Negotiation<'_> {
         }
 
         let choice = Arc::new(Mutex::new(SelectorChoice::default()));
-        let found = loader
-            .server_credential(Arc::clone(self.resources), "localid", &preset)
-            .await?;
+        let found = self.server_credential("localid", &preset).await?;
         let preset_credential = LocalCredential {
             local_id: preset.clone(),
             credentials: found.credentials.clone(),
@@ -364,6 +357,125 @@ impl Negotiation<'_> {
         let (session, cipher) = drive(session, cipher_fd, &[], deadline, Some(&choice)).await?;
         let local_id = lock(&choice).local_id.clone().unwrap_or(preset);
         Ok((session, cipher, local_id))
+    }
+
+    /// Finds the credential a client shows to `remote_id`: an on-the-fly certificate with
+    /// `LOCALID_ONTHEFLY`, the choice of the local identity selection service, or the first
+    /// disclosed identity; with `LOCALID_CHECK` the application confirms the identity first.
+    /// Returns `None` when no certificate is shown.
+    async fn client_credential(
+        &mut self,
+        remote_id: &str,
+    ) -> Result<Option<LocalCredential>, StartTlsError> {
+        let resources = Arc::clone(self.resources);
+        let loader = &resources.credentials;
+        let flags = self.params.flags;
+        let check = flags.contains(StartTlsFlags::LOCALID_CHECK);
+        let requested = self.params.localid.as_str().to_owned();
+        if flags.contains(StartTlsFlags::LOCALID_ONTHEFLY)
+            && resources.on_the_fly.is_some()
+            && !requested.is_empty()
+        {
+            let chosen = if check {
+                self.check_localid(&requested).await?
+            } else {
+                requested
+            };
+            return self.on_the_fly_credential(&chosen).await.map(Some);
+        }
+
+        if resources.lidentry.is_available() {
+            let (remote, disclosure) = loader
+                .find_disclosure(Arc::clone(&resources), remote_id)
+                .await?;
+            let selection = resources
+                .lidentry
+                .consult(&remote, disclosure.as_ref())
+                .await?;
+            if let Some(selection) = selection {
+                for change in selection.changes {
+                    self.disclose_changes.push(change);
+                }
+                let chosen = match selection.choice {
+                    Choice::Nothing => return Ok(None),
+                    Choice::Stored(local_id)
+                    | Choice::New(local_id)
+                    | Choice::OnTheFly(local_id)
+                        if check =>
+                    {
+                        self.check_localid(&local_id).await?
+                    }
+                    Choice::Stored(local_id) => local_id,
+                    Choice::New(local_id) => {
+                        let found = loader
+                            .new_client_credential(
+                                Arc::clone(&resources),
+                                &local_id,
+                                selection.window,
+                            )
+                            .await?;
+                        return Ok(Some(found));
+                    }
+                    Choice::OnTheFly(local_id) => {
+                        return self.on_the_fly_credential(&local_id).await.map(Some);
+                    }
+                };
+                return loader
+                    .client_credential(Arc::clone(&resources), &chosen)
+                    .await
+                    .map(Some);
+            }
+        }
+
+        if check {
+            let disclosed = loader
+                .disclosed_identities(Arc::clone(&resources), remote_id)
+                .await?;
+            let proposal = disclosed
+                .first()
+                .map(ToString::to_string)
+                .unwrap_or(requested);
+            let chosen = self.check_localid(&proposal).await?;
+            return loader
+                .client_credential(Arc::clone(&resources), &chosen)
+                .await
+                .map(Some);
+        }
+        loader
+            .disclosed_client_credential(Arc::clone(&resources), remote_id)
+            .await
+    }
+
+    /// Issues an on-the-fly certificate for `local_id` and the request's service.
+    async fn on_the_fly_credential(
+        &self,
+        local_id: &str,
+    ) -> Result<LocalCredential, StartTlsError> {
+        let service = self.params.service.as_str().to_owned();
+        self.resources
+            .credentials
+            .on_the_fly_credential(Arc::clone(self.resources), local_id, &service)
+            .await
+    }
+
+    /// Finds the server credential of `local_id` (read from request field `field`): an
+    /// on-the-fly certificate with `LOCALID_ONTHEFLY`, a configured signer and a requested
+    /// `localid`, else the localid database entry.
+    async fn server_credential(
+        &self,
+        field: &'static str,
+        local_id: &str,
+    ) -> Result<LocalCredential, StartTlsError> {
+        let on_the_fly = self.params.flags.contains(StartTlsFlags::LOCALID_ONTHEFLY)
+            && self.resources.on_the_fly.is_some()
+            && !self.params.localid.as_str().is_empty();
+        if on_the_fly {
+            return self.on_the_fly_credential(local_id).await;
+        }
+        self.resources
+            .credentials
+            .server_credential(Arc::clone(self.resources), field, local_id)
+            .await
     }
 
     /// Sends the LOCALID callback for `proposal` and returns the accepted identity. A

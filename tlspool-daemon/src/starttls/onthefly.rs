@@ -24,7 +24,6 @@ use tlspool_core::tls::{
 };
 
 use super::error::StartTlsError;
-use crate::tokens::TokenLogin;
 
 /// Maximum size of the `tls_onthefly_signcert` file, as the TLS Pool version 2 protocol
 /// specifies for its DER certificate.
@@ -45,17 +44,15 @@ pub struct OnTheFlySigner {
 impl OnTheFlySigner {
     /// Loads the signer that the configuration names, or returns `None` when
     /// `tls_onthefly_signcert` and `tls_onthefly_signkey` are absent (the configuration
-    /// rejects one without the other). The PKCS #11 module must be set up first; with
-    /// `token_login`, the daemon logs in to the signer key's token before opening it.
+    /// rejects one without the other). The PKCS #11 module must be set up first, and the
+    /// signer key's token logged in to (a `pkcs11_token` line names it, or a localid
+    /// database entry has a key on it).
     ///
     /// # Errors
     ///
     /// A certificate file that cannot be read, is larger than 5000 bytes or does not parse,
     /// a key that GnuTLS cannot open, or a failure to generate the shared key.
-    pub(crate) fn from_config(
-        config: &Config,
-        token_login: Option<&TokenLogin>,
-    ) -> anyhow::Result<Option<Self>> {
+    pub(crate) fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
         let (Some(path), Some(uri)) = (
             config.tls_onthefly_signcert(),
             config.tls_onthefly_signkey(),
@@ -63,11 +60,6 @@ impl OnTheFlySigner {
             return Ok(None);
         };
         let certificate = read_certificate(path)?;
-        if let Some(token_login) = token_login {
-            token_login
-                .log_in_for_key(uri)
-                .with_context(|| format!("logging in to the token of the signer key {uri}"))?;
-        }
         let key = SigningKey::from_pkcs11_uri(uri)
             .with_context(|| format!("opening the on-the-fly signer key {uri}"))?;
         let shared = SigningKey::generate(KeyType::Rsa2048)

@@ -1,0 +1,234 @@
+//! On-the-fly certificates through the built `tlspool` daemon, signed by the dev-init CA key
+//! on the SoftHSM2 token (`tls_onthefly_signcert` and `tls_onthefly_signkey`): `gnutls-cli`
+//! trusting the CA accepts a pool server whose identity has no localid entry, and
+//! `openssl s_server` trusting the CA accepts a pool client's certificate made on the fly.
+//! A local identity selection service's `ONTHEFLY` answer gets such a certificate too.
+//!
+//! Run the tests through `scripts/netns-run.sh`, because `gnutls-cli` is paired with servers
+//! that listen on loopback only there.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tlspool_client::{
+    LidEntryFlags, LocalIdChoice, LocalIdQueryKind, StartTlsFlags, StartTlsRequest, blocking,
+};
+use tlspool_tests::daemon::TestDaemon;
+use tlspool_tests::dev_pki::{PEER, dev_setup as setup};
+use tlspool_tests::tls_peers::{self, PEER_TIMEOUT, free_port};
+
+/// The PKCS #11 URI of the dev-init CA key, which signs the on-the-fly certificates.
+const SIGNER_KEY: &str = "pkcs11:token=tlspool-dev;object=tlspool-dev-ca;type=private";
+
+/// A server identity that the localid database does not list.
+const FLY_SERVER: &str = "fly.dev.example";
+
+/// A client identity that the localid database does not list.
+const FLY_CLIENT: &str = "fly-client.dev.example";
+
+/// Writes the dev-init CA certificate as DER, the form `tls_onthefly_signcert` takes.
+fn signer_der() -> &'static PathBuf {
+    static SIGNER: OnceLock<PathBuf> = OnceLock::new();
+    SIGNER.get_or_init(|| {
+        let path = setup().dir().join("signer.der");
+        let output = Command::new("certtool")
+            .args(["--certificate-info", "--outder", "--infile"])
+            .arg(setup().file("ca.pem"))
+            .arg("--outfile")
+            .arg(&path)
+            .output()
+            .expect("run certtool");
+        assert!(
+            output.status.success(),
+            "certtool failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        path
+    })
+}
+
+/// Starts a daemon on the dev-init token and databases with the on-the-fly signer.
+fn start_daemon() -> TestDaemon {
+    let setup = setup();
+    let config = std::fs::read_to_string(setup.dir().join("tlspool.conf")).expect("dev config");
+    let mut lines: Vec<String> = config
+        .lines()
+        .filter(|line| line.starts_with("pkcs11_") || line.starts_with("dbenv_dir"))
+        .map(str::to_owned)
+        .collect();
+    lines.push(format!(
+        "tls_onthefly_signcert file:{}",
+        signer_der().display()
+    ));
+    lines.push(format!("tls_onthefly_signkey {SIGNER_KEY}"));
+    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let softhsm = setup.dir().join("softhsm2.conf");
+    // SoftHSM 2.6 failed C_GetTokenInfo now and then when daemons started on one token
+    // directory at once, so they start one at a time.
+    static STARTING: Mutex<()> = Mutex::new(());
+    let _starting = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
+    TestDaemon::start_with_env(&lines, &[("SOFTHSM2_CONF", softhsm.as_path())])
+}
+
+/// Accepts one connection on `listener` within [`PEER_TIMEOUT`].
+fn accept(listener: &TcpListener) -> TcpStream {
+    listener
+        .set_nonblocking(true)
+        .expect("non-blocking listener");
+    let deadline = Instant::now() + PEER_TIMEOUT;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                stream.set_nonblocking(false).expect("blocking stream");
+                return stream;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                assert!(Instant::now() < deadline, "no client connected");
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => panic!("accept failed: {error}"),
+        }
+    }
+}
+
+/// Starts `openssl s_server` with the external peer's certificate, requiring a client
+/// certificate issued by the dev-init CA.
+fn verifying_server(port: u16) -> tls_peers::Peer {
+    let setup = setup();
+    tls_peers::openssl_s_server(
+        port,
+        &[
+            "-cert",
+            &setup.file("peer-cert.pem"),
+            "-key",
+            &setup.file("peer-key.pem"),
+            "-CAfile",
+            &setup.file("ca.pem"),
+            "-Verify",
+            "1",
+            "-verify_return_error",
+        ],
+    )
+}
+
+#[test]
+fn gnutls_cli_trusts_on_the_fly_server() {
+    let daemon = start_daemon();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let mut cli = tls_peers::gnutls_cli(
+        port,
+        &[
+            "--x509cafile",
+            &setup().file("ca.pem"),
+            "--sni-hostname",
+            FLY_SERVER,
+            "--verify-hostname",
+            FLY_SERVER,
+        ],
+    );
+    let tcp = accept(&listener);
+
+    let client = blocking::Client::connect(Some(daemon.socket_path())).expect("connect");
+    let request = StartTlsRequest::server(FLY_SERVER)
+        .flags(StartTlsFlags::LOCALID_ONTHEFLY | StartTlsFlags::IGNORE_REMOTEID)
+        .build()
+        .expect("request");
+    let mut connection = client.starttls(tcp, &request).expect("STARTTLS on the fly");
+    assert_eq!(connection.local_id, FLY_SERVER);
+
+    assert!(
+        cli.wait_for_output("The certificate is trusted"),
+        "gnutls-cli did not trust the certificate:\n{}",
+        cli.output()
+    );
+    assert!(
+        cli.output().contains("TLS Pool on-the-fly"),
+        "gnutls-cli did not print the on-the-fly subject:\n{}",
+        cli.output()
+    );
+    connection
+        .plaintext
+        .write_all(b"made on the fly\n")
+        .expect("send");
+    assert!(
+        cli.wait_for_output("made on the fly"),
+        "gnutls-cli did not receive the line:\n{}",
+        cli.output()
+    );
+    cli.send_line("thanks");
+    let mut received = [0u8; 7];
+    connection
+        .plaintext
+        .read_exact(&mut received)
+        .expect("receive");
+    assert_eq!(&received, b"thanks\n");
+}
+
+#[test]
+fn server_trusts_on_the_fly_client() {
+    let daemon = start_daemon();
+    let port = free_port();
+    let server = verifying_server(port);
+
+    let client = blocking::Client::connect(Some(daemon.socket_path())).expect("connect");
+    let request = StartTlsRequest::client(PEER)
+        .local_id(FLY_CLIENT)
+        .flags(StartTlsFlags::LOCALID_ONTHEFLY)
+        .build()
+        .expect("request");
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to s_server");
+    let connection = client.starttls(tcp, &request).expect("STARTTLS on the fly");
+    assert_eq!(connection.local_id, FLY_CLIENT);
+    assert_eq!(connection.remote_id, PEER);
+    assert!(
+        server.wait_for_output(&format!("CN = {FLY_CLIENT}")),
+        "s_server did not verify the on-the-fly client certificate:\n{}",
+        server.output()
+    );
+}
+
+#[test]
+fn selection_answer_gets_on_the_fly_certificate() {
+    let daemon = start_daemon();
+    let port = free_port();
+    let server = verifying_server(port);
+    let mut service = blocking::register_localid_select(
+        Some(daemon.socket_path()),
+        LidEntryFlags::empty(),
+        Duration::from_secs(30),
+    )
+    .expect("register");
+    let deadline = Instant::now() + PEER_TIMEOUT;
+    while !daemon
+        .stderr()
+        .contains("local identity selection service registered")
+    {
+        assert!(Instant::now() < deadline, "registration not logged");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let helper = thread::spawn(move || {
+        let query = service.next_query().expect("the inquiry arrives");
+        assert_eq!(query.kind, LocalIdQueryKind::Inquiry);
+        let choice = LocalIdChoice::stored(FLY_CLIENT, "", LidEntryFlags::ONTHEFLY);
+        service.answer(&query, &choice).expect("answer");
+        service
+    });
+
+    let client = blocking::Client::connect(Some(daemon.socket_path())).expect("connect");
+    let request = StartTlsRequest::client(PEER).build().expect("request");
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to s_server");
+    let connection = client.starttls(tcp, &request).expect("STARTTLS on the fly");
+    let _service = helper.join().expect("helper thread");
+    assert_eq!(connection.local_id, FLY_CLIENT);
+    assert!(
+        server.wait_for_output(&format!("CN = {FLY_CLIENT}")),
+        "s_server did not verify the on-the-fly client certificate:\n{}",
+        server.output()
+    );
+}
