@@ -20,10 +20,11 @@ use tlspool_core::logging::TARGET_DAEMON;
 use crate::cleanup::RemoveOnDrop;
 use crate::error::DaemonError;
 
-/// Pending connections the kernel queues per socket (capped by `net.core.somaxconn`) before
-/// connecting clients wait or see `EAGAIN`. The original TLS Pool used 5, which a burst of
-/// clients connecting at once overflows while the daemon is busy with handshakes.
-const LISTEN_BACKLOG: i32 = 1024;
+/// Pending connections the kernel queues per socket before connecting clients wait or see
+/// `EAGAIN`: `SOMAXCONN` (4096 in the Linux headers), which the kernel lowers to
+/// `net.core.somaxconn`. The original TLS Pool used 5, which a burst of clients connecting at
+/// once overflows while the daemon is busy with handshakes.
+const LISTEN_BACKLOG: Backlog = Backlog::MAXCONN;
 
 /// A bound, listening socket whose file is removed when it is dropped.
 #[derive(Debug)]
@@ -178,8 +179,7 @@ fn bind_and_listen(path: &Path) -> Result<UnixListener, DaemonError> {
     .map_err(errno_error("socket"))?;
     socket::bind(std::os::fd::AsRawFd::as_raw_fd(&socket), &address)
         .map_err(errno_error("bind"))?;
-    let backlog = Backlog::new(LISTEN_BACKLOG).map_err(errno_error("listen"))?;
-    socket::listen(&socket, backlog).map_err(errno_error("listen"))?;
+    socket::listen(&socket, LISTEN_BACKLOG).map_err(errno_error("listen"))?;
     Ok(UnixListener::from(socket))
 }
 
