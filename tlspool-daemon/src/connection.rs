@@ -2,8 +2,10 @@
 //! connection's [`ConnectionProtocol`] and carries out the action, with command handlers
 //! running concurrently in a task set that ends with the connection.
 //!
-//! A STARTTLS request negotiates in that task set, so a client that disconnects aborts its
-//! handshakes. The relay of an established session runs in a task of its own, which the
+//! A STARTTLS request negotiates in a task set of its own, so a client that disconnects aborts
+//! its handshakes. The connection keeps reading while handshakes run, because a handshake may
+//! wait for a callback response on this connection or for a peer whose request arrives on
+//! another connection. The relay of an established session runs in a task of its own, which the
 //! session registry stops when this connection closes, unless the session was detached or
 //! started with `FORK`.
 
@@ -15,7 +17,7 @@ use tracing::debug;
 
 use tlspool_core::logging::TARGET_UNIXSOCK;
 use tlspool_proto::tokio::{RecordWriter, split};
-use tlspool_proto::{CommandCode, Facilities, ProtoError, Record};
+use tlspool_proto::{CommandCode, ErrorCode, Facilities, ProtoError, Record};
 
 use crate::callbacks::{CallbackTable, ConnectionId};
 use crate::commands::{self, CommandContext};
@@ -23,9 +25,17 @@ use crate::protocol::{Action, ConnectionProtocol};
 use crate::sessions::SessionRegistry;
 use crate::starttls::{self, TlsResources};
 
-/// Maximum requests of one connection that run at once. At the limit the connection stops
-/// reading until one finishes, so a flooding client cannot make the daemon buffer without limit.
+/// Maximum requests other than STARTTLS of one connection that run at once. At the limit the
+/// connection stops reading until one finishes, so a client that sends requests and reads no
+/// replies cannot make the daemon buffer without limit.
 pub const MAX_CONCURRENT_REQUESTS: usize = 256;
+
+/// Maximum STARTTLS requests of one connection that negotiate at once. A request over the
+/// limit gets ERROR `E_TLSPOOL_OUT_OF_MEMORY` at once, so the connection never stops reading
+/// the callback responses that the running handshakes wait for. Each request in progress keeps
+/// the ciphertext descriptor it brought open, so the daemon's descriptor limit bounds them too.
+// NOTE: an estimate of what one client may need, not a measured bound.
+pub const MAX_CONCURRENT_HANDSHAKES: usize = 4096;
 
 /// State shared by every connection.
 #[derive(Debug)]
@@ -54,17 +64,19 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
         offered: shared.offered,
     };
     let mut requests = JoinSet::new();
+    let mut handshakes = JoinSet::new();
     debug!(target: TARGET_UNIXSOCK, connection = connection.0, "client connected");
 
     loop {
-        // NOTE: at the limit no record is read, so STARTTLS requests that all await a
-        // callback response on this connection wait until the client disconnects.
+        // Only requests other than STARTTLS stop the reading, and they wait for nothing but
+        // this client reading their replies.
         while requests.len() >= MAX_CONCURRENT_REQUESTS {
             requests.join_next().await;
         }
         let received = tokio::select! {
             received = reader.recv() => received,
             Some(_) = requests.join_next(), if !requests.is_empty() => continue,
+            Some(_) = handshakes.join_next(), if !handshakes.is_empty() => continue,
         };
         let frame = match received {
             Ok(Some(frame)) => frame,
@@ -91,15 +103,22 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
                 }
             }
             Action::Run(request) if request.command == CommandCode::StartTls => {
-                requests.spawn(starttls::serve(request, context.clone()));
+                if handshakes.len() >= MAX_CONCURRENT_HANDSHAKES {
+                    let reqid = request.record.reqid;
+                    drop(request);
+                    if !send(&writer, connection, &handshake_limit_error(reqid)).await {
+                        break;
+                    }
+                    continue;
+                }
+                handshakes.spawn(starttls::serve(request, context.clone()));
             }
             Action::Run(request) => {
                 let writer = writer.clone();
                 let context = context.clone();
                 requests.spawn(async move {
-                    if let Some(reply) = commands::execute(request, &context).await {
-                        send(&writer, context.connection, &reply).await;
-                    }
+                    let reply = commands::execute(request, &context).await;
+                    send(&writer, context.connection, &reply).await;
                 });
             }
             Action::Deliver(waiter, response) => waiter.deliver(response),
@@ -108,9 +127,9 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
 
     // Requests in progress are abandoned; dropping the protocol completes their callbacks.
     requests.shutdown().await;
+    handshakes.shutdown().await;
     drop(protocol);
     shared.sessions.release_connection(connection);
-    shared.tls.lidentry.release_connection(connection);
     debug!(target: TARGET_UNIXSOCK, connection = connection.0, "connection closed");
 }
 
@@ -123,5 +142,35 @@ async fn send(writer: &RecordWriter, connection: ConnectionId, record: &Record) 
                 %error, "sending to client failed");
             false
         }
+    }
+}
+
+/// Builds the ERROR reply to a STARTTLS request over [`MAX_CONCURRENT_HANDSHAKES`].
+fn handshake_limit_error(reqid: u16) -> Record {
+    let message = format!(
+        "TLS Pool has {MAX_CONCURRENT_HANDSHAKES} STARTTLS requests in progress on this \
+         connection, the maximum; retry later"
+    );
+    Record::error(reqid, ErrorCode::OutOfMemory.code(), &message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_limit_error_names_limit() {
+        let record = handshake_limit_error(7);
+        assert_eq!(record.reqid, 7);
+        let tlspool_proto::Payload::Error(payload) = &record.payload else {
+            panic!("not an ERROR record: {record:?}");
+        };
+        assert_eq!(payload.error_code(), Some(ErrorCode::OutOfMemory));
+        assert!(payload.message.contains("4096"), "{}", payload.message);
+        assert!(
+            payload.message.ends_with("retry later"),
+            "{}",
+            payload.message
+        );
     }
 }
