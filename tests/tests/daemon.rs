@@ -354,9 +354,50 @@ fn two_descriptors_on_one_record_are_closed() {
     let daemon = TestDaemon::start(&[]);
     let baseline = settled_fd_count(&daemon);
     let mut stream = connect(&daemon);
+    let (first_peer, second_peer) = send_ping_with_two_descriptors(&stream, 36);
+    assert_ping_answer(&receive(&mut stream), 36);
+    assert_peer_closed(first_peer);
+    assert_peer_closed(second_peer);
+    drop(stream);
+    assert_daemon_healthy(&daemon, baseline);
+}
+
+#[test]
+fn surplus_descriptors_warn_once_per_connection() {
+    const RECORDS: u16 = 20;
+    let daemon = TestDaemon::start(&[]);
+    let mut stream = connect(&daemon);
+    for reqid in 0..RECORDS {
+        let _peers = send_ping_with_two_descriptors(&stream, reqid);
+        assert_ping_answer(&receive(&mut stream), reqid);
+    }
+    drop(stream);
+
+    let summary = format!("total={}", 2 * RECORDS);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !daemon.stderr().contains(&summary) {
+        assert!(
+            Instant::now() < deadline,
+            "no summary with {summary}:\n{}",
+            daemon.stderr()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let log = daemon.stderr();
+    let warnings: Vec<&str> = log.lines().filter(|line| line.contains(" WARN ")).collect();
+    let surplus = warnings
+        .iter()
+        .filter(|line| line.contains("descriptors"))
+        .count();
+    assert_eq!(surplus, 2, "one first warning and one summary:\n{log}");
+}
+
+/// Sends PING `reqid` with two descriptors attached, which the daemon must close, and
+/// returns the peers of the two descriptors.
+fn send_ping_with_two_descriptors(stream: &RecordStream, reqid: u16) -> (UnixStream, UnixStream) {
     let (first, first_peer) = passable_descriptor();
     let (second, second_peer) = passable_descriptor();
-    let bytes = ping_record(36).encode();
+    let bytes = ping_record(reqid).encode();
     let descriptors = [first.as_raw_fd(), second.as_raw_fd()];
     let rights = [ControlMessage::ScmRights(&descriptors)];
     let socket = stream.get_ref().as_raw_fd();
@@ -369,12 +410,7 @@ fn two_descriptors_on_one_record_are_closed() {
     )
     .expect("sendmsg with two descriptors");
     assert_eq!(sent, RECORD_LEN);
-    drop((first, second));
-    assert_ping_answer(&receive(&mut stream), 36);
-    assert_peer_closed(first_peer);
-    assert_peer_closed(second_peer);
-    drop(stream);
-    assert_daemon_healthy(&daemon, baseline);
+    (first_peer, second_peer)
 }
 
 #[test]

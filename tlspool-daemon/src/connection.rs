@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::net::UnixStream;
 use tokio::task::JoinSet;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use tlspool_core::logging::TARGET_UNIXSOCK;
 use tlspool_proto::tokio::{RecordWriter, split};
@@ -65,6 +65,7 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
     };
     let mut requests = JoinSet::new();
     let mut handshakes = JoinSet::new();
+    let mut discarded = DiscardedDescriptors::default();
     debug!(target: TARGET_UNIXSOCK, connection = connection.0, "client connected");
 
     loop {
@@ -78,6 +79,11 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
             Some(_) = requests.join_next(), if !requests.is_empty() => continue,
             Some(_) = handshakes.join_next(), if !handshakes.is_empty() => continue,
         };
+        if let Some(total) = discarded.update(reader.discarded_descriptors()) {
+            warn!(target: TARGET_UNIXSOCK, connection = connection.0, total,
+                "closed descriptors the client passed beyond one per record; \
+                 later ones on this connection are counted when it closes");
+        }
         let frame = match received {
             Ok(Some(frame)) => frame,
             Ok(None) => {
@@ -125,6 +131,10 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
         }
     }
 
+    if discarded.total > 0 {
+        warn!(target: TARGET_UNIXSOCK, connection = connection.0, total = discarded.total,
+            "closed descriptors the client passed beyond one per record");
+    }
     // Requests in progress are abandoned; dropping the protocol completes their callbacks.
     requests.shutdown().await;
     handshakes.shutdown().await;
@@ -154,9 +164,40 @@ fn handshake_limit_error(reqid: u16) -> Record {
     Record::error(reqid, ErrorCode::OutOfMemory.code(), &message)
 }
 
+/// The count of surplus descriptors a connection closed, which is logged as a warning the
+/// first time it grows and as a total when the connection closes, so a client that passes
+/// many cannot flood the log.
+#[derive(Debug, Default)]
+struct DiscardedDescriptors {
+    total: u64,
+    warned: bool,
+}
+
+impl DiscardedDescriptors {
+    /// Records the reader's running count and returns it when this is the first increase.
+    fn update(&mut self, count: u64) -> Option<u64> {
+        self.total = count;
+        if count == 0 || self.warned {
+            return None;
+        }
+        self.warned = true;
+        Some(count)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discarded_descriptors_warn_once() {
+        let mut discarded = DiscardedDescriptors::default();
+        assert_eq!(discarded.update(0), None);
+        assert_eq!(discarded.update(2), Some(2));
+        assert_eq!(discarded.update(5), None);
+        assert_eq!(discarded.update(90), None);
+        assert_eq!(discarded.total, 90);
+    }
 
     #[test]
     fn handshake_limit_error_names_limit() {

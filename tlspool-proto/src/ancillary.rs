@@ -14,7 +14,7 @@ use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendAncillaryBuffer,
     SendAncillaryMessage, SendFlags,
 };
-use tracing::warn;
+use tracing::debug;
 
 use crate::ProtoError;
 use crate::framing::{Frame, RecordAssembler};
@@ -63,8 +63,10 @@ pub(crate) fn recv_chunk(socket: BorrowedFd<'_>, buffer: &mut [u8]) -> io::Resul
         discarded = discarded.max(1);
         fd = None;
     }
+    // Debug level, because a peer decides how often this happens: the daemon warns once per
+    // connection from `RecordReader::discarded_descriptors`.
     if discarded > 0 {
-        warn!(discarded, "closing surplus passed file descriptors");
+        debug!(discarded, "closing surplus passed file descriptors");
     }
     Ok(Received {
         len: message.bytes,
