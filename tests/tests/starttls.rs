@@ -654,6 +654,41 @@ fn unknown_local_identity_is_named() {
 }
 
 #[test]
+fn regular_file_as_cipher_descriptor_is_rejected() {
+    let pki = pki("p256");
+    let daemon = pki.start_daemon();
+    let baseline = daemon.settled_fd_count();
+    let mut stream = connect(&daemon);
+    // The client role, the server role with a preset identity, and the server role that
+    // reads the ClientHello to pick the identity from its server name.
+    let cases = [
+        (4, CLIENT, "", DOMAIN),
+        (5, SERVER, DOMAIN, ""),
+        (6, SERVER, "", ""),
+    ];
+    for (reqid, flags, localid, remoteid) in cases {
+        let file = tempfile::tempfile().expect("temporary file");
+        let record = request(reqid, flags, localid, remoteid, reqid as u8);
+        let error = starttls(&mut stream, &record, &file).expect_err("a file is not a socket");
+        assert_eq!(
+            error.error_code(),
+            Some(ErrorCode::ConnectionHandlerSetup),
+            "request {reqid}: {}",
+            error.message
+        );
+        assert_eq!(
+            error.message,
+            "TLS Pool cannot use the ciphertext socket: the cipher descriptor is not a stream \
+             socket",
+            "request {reqid}"
+        );
+    }
+
+    drop(stream);
+    wait_fd_count(&daemon, baseline);
+}
+
+#[test]
 fn localid_check_answer_with_plaintext_descriptor() {
     let pki = pki("p256");
     let daemon = pki.start_daemon();

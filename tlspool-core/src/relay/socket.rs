@@ -3,7 +3,7 @@
 //! [`CipherSocket`] handshakes run on.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags, Shutdown, SocketType};
@@ -24,27 +24,26 @@ pub(super) struct StreamSocket {
 }
 
 impl StreamSocket {
-    /// Switches `fd` to non-blocking mode, registers it with the reactor and checks that it is
-    /// a stream socket.
+    /// Checks that `fd` is a stream socket, switches it to non-blocking mode and registers it
+    /// with the reactor.
     ///
-    /// Must run inside a tokio runtime with I/O enabled.
+    /// The check comes first, so a regular file or a pipe is rejected as
+    /// [`RelayError::NotStreamSocket`] before `epoll_ctl` fails on it with `EPERM`. Must run
+    /// inside a tokio runtime with I/O enabled.
     pub(super) fn new(fd: OwnedFd, role: DescriptorRole) -> Result<Self, RelayError> {
         let setup = |call, source: Errno| RelayError::Setup {
             role,
             call,
             source: source.into(),
         };
+        check_stream_socket(fd.as_fd(), role)?;
         rustix::io::ioctl_fionbio(&fd, true).map_err(|e| setup("ioctl(FIONBIO)", e))?;
         let fd = register(fd).map_err(|source| RelayError::Setup {
             role,
             call: "epoll_ctl",
             source,
         })?;
-        match rustix::net::sockopt::socket_type(fd.get_ref()) {
-            Ok(SocketType::STREAM) => Ok(Self { fd, role }),
-            Ok(_) | Err(Errno::NOTSOCK) => Err(RelayError::NotStreamSocket { role }),
-            Err(e) => Err(setup("getsockopt(SO_TYPE)", e)),
-        }
+        Ok(Self { fd, role })
     }
 
     /// Returns the descriptor number, for logs.
@@ -140,6 +139,19 @@ impl StreamSocket {
     }
 }
 
+/// Checks that `fd` is a stream socket, as a TLS session over TCP and its relay need.
+fn check_stream_socket(fd: BorrowedFd<'_>, role: DescriptorRole) -> Result<(), RelayError> {
+    match rustix::net::sockopt::socket_type(fd) {
+        Ok(SocketType::STREAM) => Ok(()),
+        Ok(_) | Err(Errno::NOTSOCK) => Err(RelayError::NotStreamSocket { role }),
+        Err(e) => Err(RelayError::Setup {
+            role,
+            call: "getsockopt(SO_TYPE)",
+            source: e.into(),
+        }),
+    }
+}
+
 /// Registers `fd` with the reactor of the current runtime for reading and writing.
 #[expect(
     unsafe_code,
@@ -162,17 +174,27 @@ pub struct CipherSocket {
 }
 
 impl CipherSocket {
-    /// Switches `fd` to non-blocking mode and registers it with the reactor of the current tokio
-    /// runtime.
+    /// Checks that `fd` is a stream socket, switches it to non-blocking mode and registers it
+    /// with the reactor of the current tokio runtime.
     ///
     /// # Errors
-    /// [`RelayError::Setup`] when a system call fails (epoll rejects regular files) and
-    /// [`RelayError::NotStreamSocket`] for anything but a stream socket.
+    /// [`RelayError::NotStreamSocket`] for anything but a stream socket, such as a regular
+    /// file, and [`RelayError::Setup`] when a system call fails.
     ///
     /// # Panics
     /// Outside a tokio runtime with I/O enabled.
     pub fn new(fd: OwnedFd) -> Result<Self, RelayError> {
         StreamSocket::new(fd, DescriptorRole::Cipher).map(|socket| Self { socket })
+    }
+
+    /// Checks that `fd` is a stream socket, for code that reads from the descriptor before it
+    /// creates the [`CipherSocket`].
+    ///
+    /// # Errors
+    /// [`RelayError::NotStreamSocket`] for anything but a stream socket, such as a regular
+    /// file, and [`RelayError::Setup`] when `getsockopt` fails.
+    pub fn check(fd: BorrowedFd<'_>) -> Result<(), RelayError> {
+        check_stream_socket(fd, DescriptorRole::Cipher)
     }
 
     /// Deregisters the socket and returns the descriptor, which stays in non-blocking mode.

@@ -521,7 +521,7 @@ async fn dropped_relay_future_closes_descriptors() {
 }
 
 #[tokio::test]
-async fn regular_file_rejected_at_setup() {
+async fn regular_file_rejected_as_not_a_socket() {
     let (client, _) = sessions();
     let file = tempfile::tempfile().unwrap();
     let (plain, _app) = app_pair();
@@ -531,10 +531,8 @@ async fn regular_file_rejected_at_setup() {
     assert!(
         matches!(
             outcome.end,
-            RelayEnd::Failed(RelayError::Setup {
-                role: DescriptorRole::Cipher,
-                call: "epoll_ctl",
-                ..
+            RelayEnd::Failed(RelayError::NotStreamSocket {
+                role: DescriptorRole::Cipher
             })
         ),
         "{outcome:?}"

@@ -10,10 +10,12 @@
 //! the session with the chosen credentials and feeds the buffered bytes to it.
 
 use std::io;
-use std::os::fd::{AsRawFd as _, OwnedFd};
+use std::os::fd::{AsFd as _, AsRawFd as _, OwnedFd};
 
 use nix::sys::socket::{AddressFamily, SockaddrLike as _, SockaddrStorage, getsockname};
 use tokio::io::AsyncReadExt as _;
+
+use tlspool_core::relay::CipherSocket;
 
 use super::error::StartTlsError;
 
@@ -197,6 +199,7 @@ enum Socket {
 
 impl Socket {
     fn new(fd: OwnedFd) -> Result<Self, StartTlsError> {
+        CipherSocket::check(fd.as_fd()).map_err(StartTlsError::from_handshake)?;
         let setup = |call: &str, error: io::Error| StartTlsError::SocketSetup {
             reason: format!("{call} failed: {error}"),
         };
