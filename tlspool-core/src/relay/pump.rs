@@ -9,7 +9,7 @@ use tracing::debug;
 use super::error::{DescriptorRole, RelayError};
 use super::handshake::{CIPHER_READ_SIZE, flush_ciphertext};
 use super::query::{Query, QueryReceiver};
-use super::socket::StreamSocket;
+use super::socket::{ReadBuffer, StreamSocket};
 use super::state::{Levels, RelayState, Step, Wants};
 use super::{LINGER_TIMEOUT, RelayEnd, RelayOutcome};
 use crate::logging::TARGET_COPYCAT;
@@ -37,11 +37,11 @@ pub(super) struct Relay {
     /// Requests to run with the session between records; `None` once every sender is gone.
     queries: Option<QueryReceiver>,
     /// Plaintext read from the application, encrypted before the next read.
-    plaintext_in: Box<[u8]>,
+    plaintext_in: ReadBuffer,
     /// Ciphertext read from the TLS peer, fed to the session before the next read.
-    cipher_in: Box<[u8]>,
+    cipher_in: ReadBuffer,
     /// One decrypted record; `out_start..out_end` is still to be sent to the application.
-    plaintext_out: Box<[u8]>,
+    plaintext_out: ReadBuffer,
     out_start: usize,
     out_end: usize,
     plaintext_to_tls: u64,
@@ -65,9 +65,9 @@ impl Relay {
             plaintext,
             state: RelayState::default(),
             queries: Some(queries),
-            plaintext_in: vec![0; MAX_RECORD_PLAINTEXT].into_boxed_slice(),
-            cipher_in: vec![0; CIPHER_READ_SIZE].into_boxed_slice(),
-            plaintext_out: vec![0; MAX_RECORD_PLAINTEXT].into_boxed_slice(),
+            plaintext_in: ReadBuffer::new(MAX_RECORD_PLAINTEXT),
+            cipher_in: ReadBuffer::new(CIPHER_READ_SIZE),
+            plaintext_out: ReadBuffer::new(MAX_RECORD_PLAINTEXT),
             out_start: 0,
             out_end: 0,
             plaintext_to_tls: 0,
@@ -159,10 +159,10 @@ impl Relay {
             sent = plaintext.send(unsent), if wants.plaintext_write => {
                 sent.map(Event::PlaintextSent)
             }
-            received = cipher.recv(cipher_in), if wants.cipher_read => {
+            received = cipher.recv_into(cipher_in), if wants.cipher_read => {
                 received.map(Event::CipherReceived)
             }
-            received = plaintext.recv(plaintext_in), if wants.plaintext_read => {
+            received = plaintext.recv_into(plaintext_in), if wants.plaintext_read => {
                 received.map(Event::PlaintextReceived)
             }
             closed = cipher.hung_up(), if wants.cipher_hangup => {
@@ -180,6 +180,11 @@ impl Relay {
             Event::PlaintextSent(n) => {
                 self.out_start += n;
                 self.tls_to_plaintext += n as u64;
+                if self.out_start == self.out_end {
+                    self.plaintext_out.release_after(self.out_end);
+                    self.out_start = 0;
+                    self.out_end = 0;
+                }
             }
             Event::CipherReceived(0) => {
                 debug!(target: TARGET_COPYCAT, fd = self.cipher.raw_fd(), "cipher side reached end of file");
@@ -232,7 +237,11 @@ impl Relay {
             call: "read_plaintext",
             source,
         };
-        match self.session.read_plaintext(&mut self.plaintext_out) {
+        let outcome = self.session.read_plaintext(self.plaintext_out.get_mut());
+        if !matches!(outcome, Ok(ReadOutcome::Data(_))) {
+            self.plaintext_out.release_after(0);
+        }
+        match outcome {
             Ok(ReadOutcome::Data(n)) => {
                 self.out_start = 0;
                 self.out_end = n;

@@ -68,6 +68,32 @@ impl StreamSocket {
         }
     }
 
+    /// Receives into `buf` as [`Self::recv`] does, but allocates `buf` only once the socket is
+    /// readable, and frees it first when the previous read did not fill it.
+    ///
+    /// A read shorter than the buffer took everything the socket had queued, so a relay that
+    /// waits between two bursts of data keeps no read buffer allocated, while one that moves bulk
+    /// data, whose reads fill the buffer, keeps it.
+    pub(super) async fn recv_into(&self, buf: &mut ReadBuffer) -> Result<usize, RelayError> {
+        if buf.last_read < buf.capacity {
+            buf.release();
+        }
+        loop {
+            if !buf.is_allocated() {
+                self.wait(Interest::READABLE, "recv").await?;
+            }
+            match rustix::net::recv(self.fd.get_ref(), buf.get_mut(), RecvFlags::empty()) {
+                Ok((n, _)) => {
+                    buf.last_read = n;
+                    return Ok(n);
+                }
+                Err(Errno::AGAIN) => buf.release(),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(self.io_error("recv", e.into())),
+            }
+        }
+    }
+
     /// Sends from `buf`, waiting until the socket accepts at least one byte; returns the count.
     ///
     /// `MSG_NOSIGNAL` turns a write to a closed peer into `EPIPE` instead of `SIGPIPE`.
@@ -152,6 +178,59 @@ fn check_stream_socket(fd: BorrowedFd<'_>, role: DescriptorRole) -> Result<(), R
     }
 }
 
+/// A relay buffer of a fixed capacity whose memory is allocated only while data moves through
+/// it, so an idle session does not hold its 16 to 32 KiB. It reads as an empty slice while it
+/// is not allocated.
+#[derive(Debug)]
+pub(super) struct ReadBuffer {
+    data: Vec<u8>,
+    capacity: usize,
+    /// The length of the last read by [`StreamSocket::recv_into`].
+    last_read: usize,
+}
+
+impl ReadBuffer {
+    /// Creates an unallocated buffer of `capacity` bytes.
+    pub(super) const fn new(capacity: usize) -> Self {
+        Self {
+            data: Vec::new(),
+            capacity,
+            last_read: 0,
+        }
+    }
+
+    /// Returns the whole buffer, allocating it first when it is not allocated.
+    pub(super) fn get_mut(&mut self) -> &mut [u8] {
+        if self.data.is_empty() {
+            self.data = vec![0; self.capacity];
+        }
+        &mut self.data
+    }
+
+    /// Frees the memory when `filled`, the bytes of the last use, did not fill the buffer.
+    pub(super) fn release_after(&mut self, filled: usize) {
+        if filled < self.capacity {
+            self.release();
+        }
+    }
+
+    fn release(&mut self) {
+        self.data = Vec::new();
+    }
+
+    fn is_allocated(&self) -> bool {
+        !self.data.is_empty()
+    }
+}
+
+impl std::ops::Deref for ReadBuffer {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
 /// Registers `fd` with the reactor of the current runtime for reading and writing.
 #[expect(
     unsafe_code,
@@ -200,5 +279,77 @@ impl CipherSocket {
     /// Deregisters the socket and returns the descriptor, which stays in non-blocking mode.
     pub fn into_fd(self) -> OwnedFd {
         self.socket.into_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Returns the receiving end as a registered socket and the sending end.
+    fn socket_pair() -> (StreamSocket, UnixStream) {
+        let (receiver, sender) = UnixStream::pair().unwrap();
+        let socket = StreamSocket::new(receiver.into(), DescriptorRole::Cipher).unwrap();
+        (socket, sender)
+    }
+
+    /// Runs `recv_into` until it has waited for 50 ms without data, then drops it.
+    async fn wait_without_data(socket: &StreamSocket, buf: &mut ReadBuffer) {
+        let waited = tokio::time::timeout(Duration::from_millis(50), socket.recv_into(buf)).await;
+        assert!(
+            waited.is_err(),
+            "recv_into returned {waited:?} without data"
+        );
+    }
+
+    #[tokio::test]
+    async fn read_buffer_is_unallocated_while_waiting() {
+        let (socket, mut sender) = socket_pair();
+        let mut buf = ReadBuffer::new(8);
+
+        wait_without_data(&socket, &mut buf).await;
+        assert!(!buf.is_allocated());
+
+        sender.write_all(b"abc").unwrap();
+        assert_eq!(socket.recv_into(&mut buf).await.unwrap(), 3);
+        assert_eq!(&buf[..3], b"abc");
+
+        wait_without_data(&socket, &mut buf).await;
+        assert!(
+            !buf.is_allocated(),
+            "a short read left the buffer allocated"
+        );
+    }
+
+    #[tokio::test]
+    async fn read_buffer_stays_allocated_after_full_read() {
+        let (socket, mut sender) = socket_pair();
+        let mut buf = ReadBuffer::new(8);
+        sender.write_all(b"12345678xyz").unwrap();
+
+        assert_eq!(socket.recv_into(&mut buf).await.unwrap(), 8);
+        assert_eq!(&buf[..8], b"12345678");
+        assert!(buf.is_allocated());
+
+        assert_eq!(socket.recv_into(&mut buf).await.unwrap(), 3);
+        assert_eq!(&buf[..3], b"xyz");
+    }
+
+    #[test]
+    fn read_buffer_releases_after_short_use_only() {
+        let mut buf = ReadBuffer::new(4);
+        assert!(buf.is_empty());
+
+        buf.get_mut().copy_from_slice(b"full");
+        buf.release_after(4);
+        assert_eq!(&buf[..], b"full");
+
+        buf.release_after(3);
+        assert!(!buf.is_allocated());
+        assert!(buf.is_empty());
     }
 }
