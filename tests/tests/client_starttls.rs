@@ -232,30 +232,7 @@ fn tlspoolctl_connect_reports_daemon_error() {
 #[test]
 fn tlspoolctl_serve_echoes_to_s_client() {
     let daemon = setup().start_daemon();
-    let mut serve = Peer::spawn("tlspoolctl serve", {
-        let mut command = tlspoolctl(&daemon);
-        command.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--local-id",
-            DOMAIN,
-            "--echo",
-            "--once",
-        ]);
-        command
-    });
-    assert!(
-        serve.wait_for_output("listening on 127.0.0.1:"),
-        "{}",
-        serve.output()
-    );
-    let port: u16 = serve
-        .output()
-        .lines()
-        .find_map(|line| line.strip_prefix("listening on 127.0.0.1:"))
-        .and_then(|port| port.trim().parse().ok())
-        .expect("serve prints its port");
+    let (mut serve, port) = start_serve(&daemon, &["--once"]);
 
     let mut client = s_client(port);
     client.send_line("echo me please");
@@ -275,6 +252,61 @@ fn tlspoolctl_serve_echoes_to_s_client() {
         "{}",
         client.output()
     );
+}
+
+#[test]
+fn tlspoolctl_serve_reconnects_after_daemon_restart() {
+    let daemon = setup().start_daemon();
+    let (serve, port) = start_serve(&daemon, &[]);
+    let mut first = s_client(port);
+    first.send_line("before the restart");
+    assert!(
+        first.wait_for_output("before the restart"),
+        "s_client got no echo:\n{}\nserve:\n{}",
+        first.output(),
+        serve.output()
+    );
+    first.close_stdin();
+    assert!(first.wait_exit(), "s_client did not exit");
+
+    // The new daemon takes over the socket and the old one exits, closing serve's connection.
+    let _restarted = daemon.takeover();
+    let mut second = s_client(port);
+    second.send_line("after the restart");
+    assert!(
+        second.wait_for_output("after the restart"),
+        "s_client got no echo after the restart:\n{}\nserve:\n{}",
+        second.output(),
+        serve.output()
+    );
+    assert!(
+        serve.output().contains("reconnected to the TLS Pool at "),
+        "{}",
+        serve.output()
+    );
+}
+
+/// Starts `tlspoolctl serve --echo` for `dev.example` on a free loopback port with `extra`
+/// arguments, and returns it with the port it prints.
+fn start_serve(daemon: &TestDaemon, extra: &[&str]) -> (Peer, u16) {
+    let serve = Peer::spawn("tlspoolctl serve", {
+        let mut command = tlspoolctl(daemon);
+        command.args(["serve", "--listen", "127.0.0.1:0", "--local-id", DOMAIN]);
+        command.arg("--echo").args(extra);
+        command
+    });
+    assert!(
+        serve.wait_for_output("listening on 127.0.0.1:"),
+        "{}",
+        serve.output()
+    );
+    let port: u16 = serve
+        .output()
+        .lines()
+        .find_map(|line| line.strip_prefix("listening on 127.0.0.1:"))
+        .and_then(|port| port.trim().parse().ok())
+        .expect("serve prints its port");
+    (serve, port)
 }
 
 /// The outcome of a blocking server STARTTLS against `openssl s_client`.

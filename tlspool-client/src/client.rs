@@ -95,6 +95,12 @@ impl Client {
         &self.shared.path
     }
 
+    /// Returns whether the daemon has closed the connection, after which every request fails
+    /// with [`ClientError::Disconnected`] and a new [`Client::connect`] is needed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.router.is_closed()
+    }
+
     /// Sends PING with the identity `TLSPOOL_IDENTITY_V2` and every facility bit this crate
     /// defines, and returns the daemon's identity and the facilities it offers.
     ///

@@ -114,6 +114,11 @@ impl Router {
         }
     }
 
+    /// Returns whether the connection has closed, so that no request can register.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
     /// Marks the connection closed and closes every request's channel, so each waiting
     /// caller sees [`ClientError::Disconnected`].
     pub(crate) fn close(&self) {

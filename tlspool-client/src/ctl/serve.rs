@@ -3,16 +3,21 @@
 //!
 //! Connections run concurrently on tokio and share one connection to the daemon. Each one's
 //! identities go to standard error in one write, so lines of different connections do not mix.
+//! When the daemon has closed that connection, as after a restart, the next accepted
+//! connection first reconnects with backoff, and `serve` exits with the connect error when
+//! every attempt fails.
 
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use argh::FromArgs;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::{TcpListener, TcpStream, UnixStream};
+use tokio::sync::Mutex;
 use tracing::debug;
 
 use tlspool_proto::StartTlsFlags;
@@ -52,6 +57,16 @@ pub struct ServeCommand {
     #[argh(switch)]
     pub once: bool,
 }
+
+/// Connection attempts to a daemon that closed the connection before `serve` gives up.
+const RECONNECT_ATTEMPTS: u32 = 8;
+
+/// Wait after the first failed reconnection attempt, doubled after each one up to
+/// [`RECONNECT_MAX_WAIT`], so the eight attempts span about 9 s.
+const RECONNECT_FIRST_WAIT: Duration = Duration::from_millis(100);
+
+/// Maximum wait between two reconnection attempts.
+const RECONNECT_MAX_WAIT: Duration = Duration::from_secs(2);
 
 /// What a server does with the plaintext of a connection.
 #[derive(Debug, Clone)]
@@ -96,14 +111,18 @@ fn server_request(command: &ServeCommand) -> Result<StartTlsRequest, ClientError
     builder.build()
 }
 
-/// Accepts connections until an accept fails, or after the first with `--once`.
+/// Accepts connections until an accept or a reconnection fails, or after the first with
+/// `--once`.
 async fn serve(
     socket: &Path,
     command: &ServeCommand,
     request: Arc<StartTlsRequest>,
     handler: Handler,
 ) -> Result<(), ClientError> {
-    let client = Client::connect(Some(socket)).await?;
+    let link = DaemonLink {
+        socket: socket.to_owned(),
+        client: Mutex::new(Client::connect(Some(socket)).await?),
+    };
     let listener = TcpListener::bind(&command.listen)
         .await
         .map_err(|source| tcp_error("listen on", &command.listen, source))?;
@@ -117,10 +136,10 @@ async fn serve(
             .accept()
             .await
             .map_err(|source| tcp_error("accept on", &command.listen, source))?;
+        let client = link.client().await?;
         if command.once {
             return handle(&client, tcp, peer, &request, &handler).await;
         }
-        let client = client.clone();
         let request = Arc::clone(&request);
         let handler = handler.clone();
         tokio::spawn(async move {
@@ -131,6 +150,63 @@ async fn serve(
                 );
             }
         });
+    }
+}
+
+/// The connection to the daemon that accepted connections share, replaced when the daemon
+/// has closed it.
+#[derive(Debug)]
+struct DaemonLink {
+    socket: PathBuf,
+    client: Mutex<Client>,
+}
+
+impl DaemonLink {
+    /// Returns the shared client, after connecting again when the daemon closed the old one.
+    ///
+    /// # Errors
+    ///
+    /// The [`ClientError::Connect`] of the last attempt when all
+    /// [`RECONNECT_ATTEMPTS`] fail.
+    async fn client(&self) -> Result<Client, ClientError> {
+        let mut client = self.client.lock().await;
+        if client.is_closed() {
+            eprintln!(
+                "tlspoolctl: the TLS Pool closed the connection; reconnecting to {}",
+                self.socket.display()
+            );
+            *client = reconnect(&self.socket).await?;
+            eprintln!(
+                "tlspoolctl: reconnected to the TLS Pool at {}",
+                self.socket.display()
+            );
+        }
+        Ok(client.clone())
+    }
+}
+
+/// Connects to `socket`, retrying with exponential backoff up to [`RECONNECT_ATTEMPTS`] times.
+async fn reconnect(socket: &Path) -> Result<Client, ClientError> {
+    let mut wait = RECONNECT_FIRST_WAIT;
+    let mut attempt = 1;
+    loop {
+        match Client::connect(Some(socket)).await {
+            Ok(client) => return Ok(client),
+            Err(error) if attempt < RECONNECT_ATTEMPTS => {
+                debug!(attempt, %error, wait_ms = wait.as_millis(), "reconnecting failed");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(RECONNECT_MAX_WAIT);
+                attempt += 1;
+            }
+            Err(error) => {
+                eprintln!(
+                    "tlspoolctl: giving up after {RECONNECT_ATTEMPTS} attempts to reconnect to \
+                     the TLS Pool at {}",
+                    socket.display()
+                );
+                return Err(error);
+            }
+        }
     }
 }
 
