@@ -50,19 +50,29 @@ fn verifying_server(port: u16) -> Peer {
     )
 }
 
-/// A helper thread that answers each inquiry with the next of its choices and acknowledges
-/// database entries; it records every query it receives.
+/// A helper thread that responds to each inquiry with the next of its choices and
+/// acknowledges database entries. It records every query it receives.
 struct Helper {
     queries: Arc<Mutex<Vec<LocalIdQuery>>>,
 }
 
 impl Helper {
     /// Registers with `flags` on `daemon`, waits until the daemon logged the registration,
-    /// and answers in a thread of its own.
+    /// and responds in a thread of its own.
     fn start(daemon: &TestDaemon, flags: LidEntryFlags, choices: Vec<LocalIdChoice>) -> Self {
+        Self::start_with_window(daemon, flags, WINDOW, choices)
+    }
+
+    /// Registers like [`Self::start`] with a response window of `window`.
+    fn start_with_window(
+        daemon: &TestDaemon,
+        flags: LidEntryFlags,
+        window: Duration,
+        choices: Vec<LocalIdChoice>,
+    ) -> Self {
         let registered_before = count_in_log(daemon, REGISTERED);
         let mut service =
-            blocking::register_localid_select(Some(daemon.socket_path()), flags, WINDOW)
+            blocking::register_localid_select(Some(daemon.socket_path()), flags, window)
                 .expect("register the local identity selection service");
         wait_for_log(daemon, REGISTERED, registered_before + 1);
 
@@ -301,4 +311,90 @@ fn helper_disconnect_releases_the_window() {
     let connection = connect(&daemon, port, PEER).expect("STARTTLS with the new helper");
     assert_eq!(connection.local_id, DOMAIN);
     assert_eq!(helper.queries().len(), 1);
+}
+
+#[test]
+fn second_helper_is_not_vacant() {
+    let daemon = setup().start_daemon();
+    let _helper = Helper::start(&daemon, LidEntryFlags::empty(), Vec::new());
+
+    let mut second = blocking::register_localid_select(
+        Some(daemon.socket_path()),
+        LidEntryFlags::empty(),
+        WINDOW,
+    )
+    .expect("the registration is sent");
+    let error = second.next_query().expect_err("the daemon refuses it");
+    let ClientError::Daemon { known, .. } = &error else {
+        panic!("unexpected error: {error}");
+    };
+    assert_eq!(*known, Some(ErrorCode::LidEntryNotVacant));
+}
+
+#[test]
+fn silent_helper_times_out_the_handshake() {
+    let daemon = setup().start_daemon();
+    let port = free_port();
+    let _server = verifying_server(port);
+    let registered_before = count_in_log(&daemon, REGISTERED);
+    let mut service = blocking::register_localid_select(
+        Some(daemon.socket_path()),
+        LidEntryFlags::empty(),
+        Duration::from_secs(1),
+    )
+    .expect("register");
+    wait_for_log(&daemon, REGISTERED, registered_before + 1);
+    // The helper reads the inquiry and never responds, but keeps its connection open.
+    let silent = thread::spawn(move || {
+        let query = service.next_query();
+        (query, service)
+    });
+
+    let error = connect(&daemon, port, PEER).expect_err("nobody answers");
+    let ClientError::Daemon { code, message, .. } = &error else {
+        panic!("unexpected error: {error}");
+    };
+    assert_eq!(*code, 110, "ETIMEDOUT");
+    assert!(message.contains("did not answer within 1 s"), "{message}");
+    let (query, _service) = silent.join().expect("helper thread");
+    assert_eq!(
+        query.expect("the inquiry arrived").kind,
+        LocalIdQueryKind::Inquiry
+    );
+}
+
+#[test]
+fn new_identity_waits_for_the_database() {
+    let daemon = setup().start_daemon();
+    let port = free_port();
+    let server = verifying_server(port);
+    let new = LidEntryFlags::NEW;
+    let missing = "missing.dev.example";
+    // The window bounds both the wait for each answer and the wait for the new identity, so
+    // it is long enough for a loaded machine and short enough for the failing case.
+    let _helper = Helper::start_with_window(
+        &daemon,
+        LidEntryFlags::empty(),
+        Duration::from_secs(5),
+        vec![
+            LocalIdChoice::stored(OTHER_DOMAIN, "", new),
+            LocalIdChoice::stored(missing, "", new),
+        ],
+    );
+
+    let listed = connect(&daemon, port, PEER).expect("the announced identity is listed");
+    assert_eq!(listed.local_id, OTHER_DOMAIN);
+    assert!(
+        server.wait_for_output(&format!("CN = {OTHER_DOMAIN}")),
+        "s_server did not see {OTHER_DOMAIN}:\n{}",
+        server.output()
+    );
+    drop(listed);
+
+    let error = connect(&daemon, port, PEER).expect_err("the identity never appears");
+    let ClientError::Daemon { code, message, .. } = &error else {
+        panic!("unexpected error: {error}");
+    };
+    assert_eq!(*code, 110, "ETIMEDOUT");
+    assert!(message.contains(missing), "{message}");
 }
