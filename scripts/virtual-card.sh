@@ -13,7 +13,8 @@
 #
 # Once the card is in the reader, prints the line PCSCLITE_CSOCK_NAME=DIR/run/pcscd.comm.
 # With a COMMAND, runs it with that variable exported, stops the card and exits with the
-# command's status. Without one, keeps the card until standard input reaches end of file.
+# command's status. Without one, keeps the card until standard input reaches end of file or
+# pcscd has had no client for 60 s.
 # The bridge binary is TLSPOOL_VIRTUAL_CARD when set, else target/debug/tlspool-virtual-card.
 # Needs root (unshare, mount).
 set -euo pipefail
@@ -63,7 +64,9 @@ mount --bind "$dir/run" /run/pcscd
 socket=$dir/run/pcscd.comm
 rm -f "$socket"
 
-pcscd --foreground --error --config "$dir/reader.conf.d" >"$dir/pcscd.log" 2>&1 &
+# --auto-exit ends pcscd 60 s after its last client leaves, so a card whose caller was killed
+# does not stay behind.
+pcscd --foreground --error --auto-exit --config "$dir/reader.conf.d" >"$dir/pcscd.log" 2>&1 &
 pcscd_pid=$!
 "$VIRTUAL_CARD_BIN" >"$dir/card.log" 2>&1 &
 card_pid=$!

@@ -7,7 +7,8 @@
 use ring::signature::{ECDSA_P256_SHA256_ASN1, ED25519, UnparsedPublicKey};
 use tlspool_pkcs11::{CardKeyAlgorithm, ConfiguredPin, OpenPgpCard, PinChain, Pkcs11Error};
 use tlspool_tests::virtual_card::{
-    VIRTUAL_CARD_ADMIN_PIN, VIRTUAL_CARD_IDENT, VIRTUAL_CARD_USER_PIN, run_on_virtual_card,
+    VIRTUAL_CARD_ADMIN_PIN, VIRTUAL_CARD_IDENT, VIRTUAL_CARD_USER_PIN, VirtualCard,
+    run_on_virtual_card,
 };
 
 /// Opens the virtual card of this child process.
@@ -17,6 +18,17 @@ fn open_card() -> OpenPgpCard {
 
 fn user_pin() -> PinChain {
     PinChain::new().then(ConfiguredPin::new(VIRTUAL_CARD_USER_PIN))
+}
+
+#[test]
+fn virtual_card_stops_when_dropped() {
+    let card = VirtualCard::start();
+    let socket = card.socket().to_owned();
+    assert!(socket.exists(), "pcscd socket {} missing", socket.display());
+
+    drop(card);
+    // pcscd removes its socket when it exits, and the bridge exits with it.
+    assert!(!socket.exists(), "pcscd still has {}", socket.display());
 }
 
 #[test]
