@@ -123,8 +123,9 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
                 let writer = writer.clone();
                 let context = context.clone();
                 requests.spawn(async move {
-                    let reply = commands::execute(request, &context).await;
-                    send(&writer, context.connection, &reply).await;
+                    if let Some(reply) = commands::execute(request, &context).await {
+                        send(&writer, context.connection, &reply).await;
+                    }
                 });
             }
             Action::Deliver(waiter, response) => waiter.deliver(response),
@@ -140,6 +141,7 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
     handshakes.shutdown().await;
     drop(protocol);
     shared.sessions.release_connection(connection);
+    shared.tls.lidentry.release_connection(connection);
     debug!(target: TARGET_UNIXSOCK, connection = connection.0, "connection closed");
 }
 
