@@ -139,7 +139,7 @@ impl LidEntryService {
         }
     }
 
-    /// Returns whether a helper is registered or holds an open window, so that a handshake
+    /// Returns whether a helper is registered or has an open window, so that a handshake
     /// should consult it.
     pub fn is_available(&self) -> bool {
         let state = self.lock();

@@ -1,7 +1,7 @@
-//! On-the-fly certificates: short-lived X.509 certificates for a requested local identity,
-//! signed by the PKCS #11 key of `tls_onthefly_signkey` under the certificate of
-//! `tls_onthefly_signcert`, so that a peer which trusts that signer as a CA accepts an
-//! identity that has no entry in the localid database.
+//! On-the-fly certificates: short-lived X.509 certificates for a requested local identity.
+//! The PKCS #11 key of `tls_onthefly_signkey` signs them under the certificate of
+//! `tls_onthefly_signcert`, so a peer that trusts that signer as a CA accepts an identity
+//! that has no entry in the localid database.
 //!
 //! All certificates share one RSA-2048 key that the daemon generates at start-up and keeps in
 //! memory; each certificate is valid from two minutes before to three minutes after its
