@@ -7,6 +7,9 @@
 //! cards), so async callers run them on a blocking thread. An [`OpenPgpCard`] holds one shared
 //! PC/SC connection; each method runs in one PC/SC transaction.
 //!
+//! A verified user PIN stays verified on the card until it is reset or powered off, for every
+//! PC/SC client of the reader, because the card, not the connection, keeps that state.
+//!
 //! NOTE: only Ed25519 and NIST P-256 authentication keys are supported, and keys are generated
 //! on the card, not imported.
 
