@@ -147,6 +147,26 @@ fn wrong_user_pin_decrements_retry_counter() {
 }
 
 #[test]
+fn verified_pin_is_shared_by_connections() {
+    run_on_virtual_card("verified_pin_is_shared_by_connections", || {
+        let mut first = open_card();
+        let mut second = open_card();
+        let no_pins = PinChain::new();
+        assert!(matches!(
+            second.login(&no_pins),
+            Err(Pkcs11Error::PinNotProvided { .. })
+        ));
+
+        first
+            .verify_user_pin(VIRTUAL_CARD_USER_PIN)
+            .expect("the right PIN verifies");
+        second
+            .login(&no_pins)
+            .expect("the other connection sees the PIN verified");
+    });
+}
+
+#[test]
 fn configured_pin_declines_final_try() {
     run_on_virtual_card("configured_pin_declines_final_try", || {
         let mut card = open_card();

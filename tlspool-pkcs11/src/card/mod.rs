@@ -7,8 +7,9 @@
 //! cards), so async callers run them on a blocking thread. An [`OpenPgpCard`] holds one shared
 //! PC/SC connection; each method runs in one PC/SC transaction.
 //!
-//! A verified user PIN stays verified on the card until it is reset or powered off, for every
-//! PC/SC client of the reader, because the card, not the connection, keeps that state.
+//! A verified user PIN stays verified for other PC/SC connections to the card too, until the
+//! card is reset or powered off, because the card, not the connection, keeps that state (a test
+//! checks this on the virtual card).
 //!
 //! NOTE: only Ed25519 and NIST P-256 authentication keys are supported, and keys are generated
 //! on the card, not imported.
