@@ -460,6 +460,50 @@ mod tests {
     }
 
     #[test]
+    fn delegated_responder_response_is_good() {
+        let pki = Pki::new();
+        pki.openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "responder.key",
+            "-out",
+            "responder.csr",
+            "-subj",
+            "/CN=Responder",
+        ]);
+        std::fs::write(pki.path("responder.cnf"), "extendedKeyUsage=OCSPSigning\n")
+            .expect("write the extension file");
+        pki.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "responder.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "0x77",
+            "-days",
+            "2",
+            "-extfile",
+            "responder.cnf",
+            "-out",
+            "responder.pem",
+        ]);
+        let response = pki.response("V", "responder", "1");
+        assert_eq!(
+            check(&pki, &response, SystemTime::now()),
+            Ok(OcspStatus::Good)
+        );
+    }
+
+    #[test]
     fn response_of_other_signer_is_invalid() {
         let pki = Pki::new();
         let response = pki.response("V", "other", "1");
