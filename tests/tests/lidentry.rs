@@ -398,3 +398,96 @@ fn new_identity_waits_for_the_database() {
     assert_eq!(*code, 110, "ETIMEDOUT");
     assert!(message.contains(missing), "{message}");
 }
+
+#[test]
+fn async_helper_chooses_identity() {
+    let daemon = setup().start_daemon();
+    let port = free_port();
+    let server = verifying_server(port);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    let local_id = runtime.block_on(async {
+        let registered_before = count_in_log(&daemon, REGISTERED);
+        let mut service = tlspool_client::register_localid_select(
+            Some(daemon.socket_path()),
+            LidEntryFlags::empty(),
+            WINDOW,
+        )
+        .await
+        .expect("register");
+        wait_for_log(&daemon, REGISTERED, registered_before + 1);
+        let helper = tokio::spawn(async move {
+            let query = service.next_query().await.expect("the inquiry arrives");
+            let choice = LocalIdChoice::once(OTHER_DOMAIN);
+            service.answer(&query, &choice).await.expect("answer");
+            (query, service)
+        });
+
+        let client = tlspool_client::Client::connect(Some(daemon.socket_path()))
+            .await
+            .expect("connect");
+        let request = StartTlsRequest::client(PEER).build().expect("request");
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to s_server");
+        let connection = client.starttls(tcp, &request).await.expect("STARTTLS");
+        let (query, _service) = helper.await.expect("helper task");
+        assert_eq!(query.remote_id, PEER);
+        connection.local_id
+    });
+    assert_eq!(local_id, OTHER_DOMAIN);
+    assert!(
+        server.wait_for_output(&format!("CN = {OTHER_DOMAIN}")),
+        "s_server did not see {OTHER_DOMAIN}:\n{}",
+        server.output()
+    );
+}
+
+#[test]
+fn tlspoolctl_reads_choice_from_terminal() {
+    let daemon = setup().start_daemon();
+    let port = free_port();
+    let server = verifying_server(port);
+    let registered_before = count_in_log(&daemon, REGISTERED);
+    let mut ctl = Command::new(bin_path("tlspoolctl"))
+        .arg("--socket")
+        .arg(daemon.socket_path())
+        .args(["localid-select", "--once"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tlspoolctl localid-select");
+    wait_for_log(&daemon, REGISTERED, registered_before + 1);
+    // The choice is on standard input before the inquiry arrives, as a script would send it.
+    {
+        use std::io::Write as _;
+        let mut stdin = ctl.stdin.take().expect("piped stdin");
+        // The list holds dev.example alone, so the other identity is typed out.
+        stdin
+            .write_all(format!("{OTHER_DOMAIN}\n").as_bytes())
+            .expect("write the choice");
+    }
+
+    let connection = connect(&daemon, port, PEER).expect("STARTTLS with the typed choice");
+    let output = ctl.wait_with_output().expect("wait for tlspoolctl");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "tlspoolctl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(&format!("remote-id: {PEER}\n")), "{stdout}");
+    assert!(stdout.contains(&format!("  1) {DOMAIN}\n")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("suggestion: {DOMAIN}\n")),
+        "{stdout}"
+    );
+    assert_eq!(connection.local_id, OTHER_DOMAIN);
+    assert!(
+        server.wait_for_output(&format!("CN = {OTHER_DOMAIN}")),
+        "s_server did not see {OTHER_DOMAIN}:\n{}",
+        server.output()
+    );
+}

@@ -1,7 +1,7 @@
 //! On-the-fly certificates through the built `tlspool` daemon, signed by the dev-init CA key
-//! on the SoftHSM2 token (`tls_onthefly_signcert` and `tls_onthefly_signkey`): `gnutls-cli`
-//! trusting the CA accepts a pool server whose identity has no localid entry, and
-//! `openssl s_server` trusting the CA accepts a pool client's certificate made on the fly.
+//! on the SoftHSM2 token (`tls_onthefly_signcert` and `tls_onthefly_signkey`).
+//! `gnutls-cli` trusting the CA accepts a pool server whose identity has no localid entry,
+//! and `openssl s_server` trusting the CA accepts a pool client's certificate made on the fly.
 //! A local identity selection service's `ONTHEFLY` answer gets such a certificate too.
 //!
 //! Run the tests through `scripts/netns-run.sh`, because `gnutls-cli` is paired with servers

@@ -65,9 +65,9 @@ pub struct LocalIdQuery {
 pub struct LocalIdChoice {
     /// The chosen local identity; empty to disclose none.
     pub local_id: String,
-    /// Where to store the choice with `DBINSERT`, `DBAPPEND` or `DBREORDER`: empty for the
-    /// concrete remote identity, or a selector at most `maxlevels` steps more general, such as
-    /// `@.example.com`.
+    /// The selector to store the choice under with `DBINSERT`, `DBAPPEND` or `DBREORDER`:
+    /// empty for the concrete remote identity, or a selector at most `maxlevels` steps more
+    /// general, such as `@.example.com`.
     pub selector: String,
     /// `DBINSERT`, `DBAPPEND`, `DBREORDER`, `NEW` or `ONTHEFLY`, or empty to use the
     /// choice once. Registration bits set here are added to the registration.
