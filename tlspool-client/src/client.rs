@@ -72,7 +72,7 @@ impl Client {
     pub async fn connect(path: Option<&Path>) -> Result<Self, ClientError> {
         // Reading the small configuration file blocks only briefly.
         let path = socket::resolve_socket_path(path, None)?;
-        let stream = connect_waiting(&path).await?;
+        let stream = connect_waiting(&path, CONNECT_QUEUE_WAIT).await?;
         debug!(path = %path.display(), "connected to the TLS Pool");
 
         let (reader, writer) = split(stream);
@@ -315,12 +315,16 @@ async fn route_incoming(mut reader: RecordReader, writer: RecordWriter, router: 
 /// connections, as a blocking `connect(2)` on a UNIX socket would.
 const CONNECT_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Connects to `path`, retrying while the daemon's listen queue is full.
+/// Connects to `path`, retrying with backoff for up to `wait` while the daemon's listen queue
+/// is full.
 ///
 /// A non-blocking `connect(2)` to a UNIX socket whose backlog is full fails with `EAGAIN`
 /// instead of waiting, so a burst of clients would otherwise see spurious errors.
-async fn connect_waiting(path: &Path) -> Result<UnixStream, ClientError> {
-    let deadline = tokio::time::Instant::now() + CONNECT_QUEUE_WAIT;
+async fn connect_waiting(
+    path: &Path,
+    wait: std::time::Duration,
+) -> Result<UnixStream, ClientError> {
+    let deadline = tokio::time::Instant::now() + wait;
     let mut pause = std::time::Duration::from_millis(1);
     loop {
         match UnixStream::connect(path).await {
@@ -332,7 +336,50 @@ async fn connect_waiting(path: &Path) -> Result<UnixStream, ClientError> {
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(std::time::Duration::from_millis(100));
             }
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                return Err(socket::queue_full_error(path, wait));
+            }
             Err(source) => return Err(connect_error(path, source)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn connect_to_full_listen_queue_fails_clearly() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("full.sock");
+        // The listener never accepts, so the connections fill its queue until connect fails with
+        // EAGAIN.
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let mut queued = Vec::new();
+        loop {
+            match UnixStream::connect(&path).await {
+                Ok(stream) => queued.push(stream),
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(error) => panic!("connect failed before the queue was full: {error}"),
+            }
+            assert!(queued.len() < 10_000, "the listen queue never filled");
+        }
+
+        let result = connect_waiting(&path, Duration::from_millis(300)).await;
+
+        let Err(error) = result else {
+            panic!("connected to a full listen queue");
+        };
+        let ClientError::Connect { source, .. } = &error else {
+            panic!("not a connect error: {error}");
+        };
+        assert_eq!(source.kind(), std::io::ErrorKind::WouldBlock);
+        assert_eq!(
+            source.to_string(),
+            "the daemon's queue of pending connections stayed full for 300 ms; \
+             the daemon is overloaded or does not accept connections"
+        );
     }
 }

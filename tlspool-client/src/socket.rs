@@ -7,6 +7,7 @@
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tlspool_core::config::{self, DEFAULT_SOCKET_PATH};
 use tlspool_proto::ProtoError;
@@ -58,6 +59,17 @@ pub(crate) fn connect_error(path: &Path, source: io::Error) -> ClientError {
         path: path.to_owned(),
         source,
     }
+}
+
+/// Builds the error of a `connect` to `path` that kept failing with `EAGAIN` for `waited`,
+/// because the daemon accepted no connection from its full listen queue.
+pub(crate) fn queue_full_error(path: &Path, waited: Duration) -> ClientError {
+    let message = format!(
+        "the daemon's queue of pending connections stayed full for {} ms; \
+         the daemon is overloaded or does not accept connections",
+        waited.as_millis()
+    );
+    connect_error(path, io::Error::new(io::ErrorKind::WouldBlock, message))
 }
 
 /// Maps a failed send: a socket the daemon has closed means the connection is gone.
