@@ -128,6 +128,20 @@ async fn window_of_other_connection_refuses() {
 }
 
 #[tokio::test]
+async fn expired_window_admits_other_connection() {
+    let service = LidEntryService::new();
+    let callbacks = CallbackTable::new();
+    let (writer, _reader) = helper_socket();
+    let entry = registration(LidEntryFlags::empty(), 1);
+    expect_registered(service.register(HELPER, 1, &entry, writer.clone(), Arc::clone(&callbacks)));
+    let _taken = service.take_registration().expect("waiting");
+    // Sleeping past the one-second window ends it; a sleep is never shorter than requested.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(!service.is_available(), "the window ended");
+    expect_registered(service.register(OTHER, 2, &entry, writer, callbacks));
+}
+
+#[tokio::test]
 async fn inquiry_answer_selects_and_renews() {
     let service = LidEntryService::new();
     let callbacks = CallbackTable::new();
