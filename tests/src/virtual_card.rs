@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
@@ -28,6 +28,8 @@ pub const VIRTUAL_CARD_ADMIN_PIN: &str = "12345678";
 const CHILD_MARKER: &str = "TLSPOOL_TESTS_ON_VIRTUAL_CARD";
 /// How long the script may take to report the card in the reader; it usually takes 0.6 s.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the script may take to stop pcscd and the card; it usually takes well under a second.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// pcscd with one virtual OpenPGP card, stopped when dropped.
 pub struct VirtualCard {
@@ -94,6 +96,15 @@ impl Drop for VirtualCard {
     fn drop(&mut self) {
         // At end of input the script stops pcscd, and the card exits with it.
         drop(self.stdin.take());
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        // Killing the script skips its cleanup, so pcscd then ends by its 60 s auto-exit.
+        let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
