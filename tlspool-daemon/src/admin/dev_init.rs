@@ -3,7 +3,10 @@
 //! The directory receives a SoftHSM2 token (`softhsm2.conf`, `tokens/`) and a test CA whose key
 //! is generated on the token. Per `--domain`, the CA issues a server and a client certificate,
 //! each for its own token key. The databases in `db/` list them, `tlspool.conf` configures the
-//! daemon, and a file-based external peer identity serves tests. The work runs in two stages:
+//! daemon, and a file-based external peer identity serves tests. Per `--openpgp ADDRESS`, an
+//! OpenPGP identity gets its authentication key on the token (see `identities::openpgp`), and
+//! an external OpenPGP peer with its key in a file serves raw public key tests. The work runs
+//! in two stages:
 //!
 //! 1. This process checks the arguments, creates the directory, writes `softhsm2.conf`,
 //!    initialises the token with `softhsm2-util` and writes `tlspool.conf`.
@@ -19,6 +22,8 @@
 //! `p11tool` and `certtool` in subprocesses would not.
 
 mod identities;
+
+use identities::OpenPgpVersion;
 
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};
@@ -61,6 +66,18 @@ pub struct DevInitArgs {
     /// key type of every key: rsa2048, rsa3072, p256, p384 or ed25519 (default p256)
     #[argh(option, default = "KeySpec::P256", from_str_fn(parse_key_spec))]
     key_type: KeySpec,
+    /// user@domain address to create an OpenPGP identity for (repeat for several). It is sent
+    /// as a raw public key, its authentication key is on the token, and the other identities
+    /// trust it. Key types rsa2048, rsa3072, p256 and ed25519 only
+    #[argh(option)]
+    openpgp: Vec<String>,
+    /// version of the OpenPGP keys: 4 (RFC 4880) or 6 (RFC 9580) (default 4)
+    #[argh(
+        option,
+        default = "OpenPgpVersion::V4",
+        from_str_fn(parse_openpgp_version)
+    )]
+    openpgp_version: OpenPgpVersion,
     /// internal: run the token stage (dev-init starts it with SOFTHSM2_CONF set)
     #[argh(switch, hidden_help)]
     token_stage: bool,
@@ -113,6 +130,16 @@ impl KeySpec {
     ];
 }
 
+fn parse_openpgp_version(text: &str) -> Result<OpenPgpVersion, String> {
+    match text {
+        "4" => Ok(OpenPgpVersion::V4),
+        "6" => Ok(OpenPgpVersion::V6),
+        _ => Err(format!(
+            "invalid OpenPGP key version {text:?}, expected 4 or 6"
+        )),
+    }
+}
+
 fn parse_key_spec(text: &str) -> Result<KeySpec, String> {
     KeySpec::ALL
         .into_iter()
@@ -153,6 +180,7 @@ impl Layout {
 /// Runs `dev-init`: the first stage, or the token stage when `--token-stage` is given.
 pub(crate) fn run(args: &DevInitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     check_domains(&args.domain)?;
+    check_openpgp_addresses(&args.openpgp)?;
     if args.token_stage {
         return identities::run(args, out);
     }
@@ -195,6 +223,30 @@ fn check_domains(domains: &[String]) -> anyhow::Result<()> {
         ensure!(
             !domains[..index].contains(domain),
             "--domain {domain:?} is given twice"
+        );
+    }
+    Ok(())
+}
+
+/// Checks the `--openpgp` values: no duplicates, each `user@domain` with a plain user part and
+/// a DNS name, as an OpenPGP user ID's email address and a file name part.
+fn check_openpgp_addresses(addresses: &[String]) -> anyhow::Result<()> {
+    for (index, address) in addresses.iter().enumerate() {
+        let valid = address.split_once('@').is_some_and(|(user, domain)| {
+            !user.is_empty()
+                && user
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+                && check_domains(&[domain.to_owned()]).is_ok()
+        });
+        ensure!(
+            valid,
+            "invalid --openpgp {address:?}: expected user@domain such as alice@dev.example \
+             (letters, digits and ._+- before the @)"
+        );
+        ensure!(
+            !addresses[..index].contains(address),
+            "--openpgp {address:?} is given twice"
         );
     }
     Ok(())
@@ -330,7 +382,12 @@ fn run_token_stage(layout: &Layout, args: &DevInitArgs, out: &mut dyn Write) -> 
     for domain in &args.domain {
         child_args.extend(["--domain".into(), domain.into()]);
     }
+    for address in &args.openpgp {
+        child_args.extend(["--openpgp".into(), address.into()]);
+    }
     child_args.extend([
+        "--openpgp-version".into(),
+        args.openpgp_version.number().to_string().into(),
         "--key-type".into(),
         args.key_type.name.into(),
         "--token-stage".into(),
@@ -411,6 +468,32 @@ mod tests {
         assert!(check_domains(&[]).is_err());
         let error = check_domains(&domains(&["a.example", "a.example"])).unwrap_err();
         assert!(error.to_string().contains("twice"), "{error}");
+    }
+
+    #[test]
+    fn openpgp_addresses_need_user_and_domain() {
+        assert!(check_openpgp_addresses(&domains(&["alice@dev.example", "b.o+b@x"])).is_ok());
+        for address in [
+            "dev.example",
+            "@dev.example",
+            "alice@",
+            "a b@dev.example",
+            "a@b@c",
+        ] {
+            assert!(
+                check_openpgp_addresses(&domains(&[address])).is_err(),
+                "{address:?}"
+            );
+        }
+        let error = check_openpgp_addresses(&domains(&["a@x.example", "a@x.example"])).unwrap_err();
+        assert!(error.to_string().contains("twice"), "{error}");
+    }
+
+    #[test]
+    fn openpgp_version_words_parse() {
+        assert_eq!(parse_openpgp_version("4"), Ok(OpenPgpVersion::V4));
+        assert_eq!(parse_openpgp_version("6"), Ok(OpenPgpVersion::V6));
+        assert!(parse_openpgp_version("5").is_err());
     }
 
     #[test]

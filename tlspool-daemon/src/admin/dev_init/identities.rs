@@ -13,6 +13,12 @@
 //!   NAME shows the client identity NAME.
 //! - trust: the CA's subjectKeyIdentifier (the authorityKeyIdentifier of what it issues) maps
 //!   to an X.509 anchor for both roles with the expression `1` and the CA certificate.
+//! - per `--openpgp` ADDRESS: one OpenPGP localid value for both roles with the key's
+//!   `pkcs11:` URI and the transferable public key, and a `pgp` trust entry for both roles
+//!   under the primary key's 64-bit key ID. The external OpenPGP peer `peer@DOMAIN` (DOMAIN of
+//!   the first address) gets a `pgp` trust entry too. Per domain of the addresses, the
+//!   disclose selector `@DOMAIN` (every user of that domain) lists the first address in it, so
+//!   a pool client talking to a user there shows that OpenPGP identity.
 
 use std::io::Write;
 use std::path::Path;
@@ -33,6 +39,11 @@ use tlspool_pkcs11::{ConfiguredPin, GeneratedKeyPair, Module, Pkcs11Uri, Zeroizi
 use super::{
     DevInitArgs, KeySpec, Layout, SOFTHSM_MODULE, TOKEN_LABEL, shell_quote, write_new_file,
 };
+
+mod openpgp;
+
+pub(super) use openpgp::OpenPgpVersion;
+use openpgp::{OpenPgpKey, issue_openpgp_key};
 
 /// Validity of the test CA.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);
@@ -64,6 +75,21 @@ struct DomainIdentities {
 struct Issued {
     certificate: Certificate,
     key: GeneratedKeyPair,
+}
+
+/// An OpenPGP identity whose authentication key is on the token.
+struct OpenPgpIdentity {
+    address: String,
+    key: GeneratedKeyPair,
+    issued: OpenPgpKey,
+}
+
+/// The external OpenPGP peer, whose key is in memory and then in a file.
+struct OpenPgpPeer {
+    address: String,
+    key: SigningKey,
+    spki: Vec<u8>,
+    issued: OpenPgpKey,
 }
 
 /// The test CA: certificate and token key.
@@ -117,8 +143,24 @@ pub(super) fn run(args: &DevInitArgs, out: &mut dyn Write) -> anyhow::Result<()>
     }
     let peer_name = format!("peer.{}", args.domain[0]);
     let (peer_certificate, peer_key) = issue_peer(&ca, &args.domain, &peer_name, args.key_type)?;
+    let mut openpgp = Vec::with_capacity(args.openpgp.len());
+    for address in &args.openpgp {
+        let key = token.generate(&format!("{address}-openpgp"))?;
+        let issued = issue_openpgp_key(address, &key.spki_der, args.openpgp_version)?;
+        openpgp.push(OpenPgpIdentity {
+            address: address.clone(),
+            key,
+            issued,
+        });
+    }
+    let openpgp_peer = args
+        .openpgp
+        .first()
+        .map(|address| issue_openpgp_peer(address, args))
+        .transpose()?;
 
-    write_databases(&layout, &ca, &domains)?;
+    write_databases(&layout, &ca, &domains, &openpgp, openpgp_peer.as_ref())?;
+    write_openpgp_files(&layout, &openpgp, openpgp_peer.as_ref())?;
     write_pem(&layout.file("ca.pem"), &[&ca.certificate])?;
     for domain in &domains {
         let name = &domain.name;
@@ -140,7 +182,151 @@ pub(super) fn run(args: &DevInitArgs, out: &mut dyn Write) -> anyhow::Result<()>
         .context("exporting the external peer key")?;
     write_new_file(&layout.file("peer-key.pem"), &key_pem, 0o600)?;
 
-    print_summary(out, &layout, &ca, &domains, &peer_name).context("writing the dev-init summary")
+    print_summary(out, &layout, &ca, &domains, &peer_name)
+        .context("writing the dev-init summary")?;
+    print_openpgp_summary(out, &layout, &openpgp, openpgp_peer.as_ref())
+        .context("writing the dev-init summary")
+}
+
+/// Issues the external OpenPGP peer `peer@DOMAIN` for the domain of `address`, with a key
+/// generated in memory.
+fn issue_openpgp_peer(address: &str, args: &DevInitArgs) -> anyhow::Result<OpenPgpPeer> {
+    let peer = format!("peer@{}", domain_of(address));
+    let key = SigningKey::generate(args.key_type.memory)
+        .context("generating the external OpenPGP peer key")?;
+    let spki = key
+        .public_key_der()
+        .context("exporting the external OpenPGP peer's public key")?;
+    let issued = issue_openpgp_key(&peer, &spki, args.openpgp_version)?;
+    Ok(OpenPgpPeer {
+        address: peer,
+        key,
+        spki,
+        issued,
+    })
+}
+
+/// Writes each OpenPGP identity's key as issued and revoked, and the external peer's key,
+/// public key and OpenPGP key.
+fn write_openpgp_files(
+    layout: &Layout,
+    identities: &[OpenPgpIdentity],
+    peer: Option<&OpenPgpPeer>,
+) -> anyhow::Result<()> {
+    for identity in identities {
+        let address = &identity.address;
+        let issued = &identity.issued;
+        write_new_file(
+            &layout.file(&format!("{address}.pgp")),
+            &issued.transferable_public_key,
+            0o644,
+        )?;
+        write_new_file(
+            &layout.file(&format!("{address}-revoked.pgp")),
+            &issued.revoked,
+            0o644,
+        )?;
+    }
+    let Some(peer) = peer else {
+        return Ok(());
+    };
+    let key_pem = peer
+        .key
+        .to_pkcs8_pem()
+        .context("exporting the external OpenPGP peer key")?;
+    write_new_file(&layout.file("peer-openpgp-key.pem"), &key_pem, 0o600)?;
+    write_new_file(
+        &layout.file("peer-openpgp-spki.pem"),
+        public_key_pem(&peer.spki).as_bytes(),
+        0o644,
+    )?;
+    write_new_file(
+        &layout.file("peer-openpgp.pgp"),
+        &peer.issued.transferable_public_key,
+        0o644,
+    )?;
+    write_new_file(
+        &layout.file("peer-openpgp-revoked.pgp"),
+        &peer.issued.revoked,
+        0o644,
+    )
+}
+
+/// Returns the domain of a `user@domain` address.
+fn domain_of(address: &str) -> &str {
+    address
+        .rsplit_once('@')
+        .map_or(address, |(_, domain)| domain)
+}
+
+/// Encodes a DER SubjectPublicKeyInfo as a PEM `PUBLIC KEY` block, as `gnutls-cli
+/// --rawpkfile` reads it.
+fn public_key_pem(spki: &[u8]) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(spki);
+    let mut pem = String::from("-----BEGIN PUBLIC KEY-----\n");
+    for line in encoded.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PUBLIC KEY-----\n");
+    pem
+}
+
+/// Prints the OpenPGP identities and the external OpenPGP peer.
+fn print_openpgp_summary(
+    out: &mut dyn Write,
+    layout: &Layout,
+    identities: &[OpenPgpIdentity],
+    peer: Option<&OpenPgpPeer>,
+) -> std::io::Result<()> {
+    let Some(peer) = peer else {
+        return Ok(());
+    };
+    let path = |name: &str| shell_quote(&layout.file(name).to_string_lossy());
+    writeln!(out, "\nOpenPGP identities (raw public keys):")?;
+    for identity in identities {
+        writeln!(
+            out,
+            "  {}   OpenPGP key {}, version {}, authentication key {}",
+            identity.address,
+            identity.issued.fingerprint,
+            identity.issued.version,
+            identity.key.private_key_uri
+        )?;
+        writeln!(
+            out,
+            "      localid pgp client and server, trust pgp {}; {} and {}",
+            hex::encode(&identity.issued.key_id),
+            path(&format!("{}.pgp", identity.address)),
+            path(&format!("{}-revoked.pgp", identity.address))
+        )?;
+    }
+    writeln!(
+        out,
+        "  {}   external OpenPGP peer, key in a file, trust pgp {}",
+        peer.address,
+        hex::encode(&peer.issued.key_id)
+    )?;
+    writeln!(
+        out,
+        "  disclose @{}: {}",
+        domain_of(&peer.address),
+        identities
+            .first()
+            .map_or("", |identity| identity.address.as_str())
+    )?;
+    writeln!(
+        out,
+        "\nRun the external OpenPGP peer with its raw public key:"
+    )?;
+    writeln!(
+        out,
+        "  gnutls-serv --rawpkkeyfile {} --rawpkfile {} --priority \
+         NORMAL:+CTYPE-CLI-RAWPK:+CTYPE-SRV-RAWPK --port {EXAMPLE_PORT}",
+        path("peer-openpgp-key.pem"),
+        path("peer-openpgp-spki.pem")
+    )
 }
 
 /// Fails unless `SOFTHSM2_CONF` names this setup's SoftHSM2 configuration, because the module
@@ -274,6 +460,8 @@ fn write_databases(
     layout: &Layout,
     ca: &TestCa,
     domains: &[DomainIdentities],
+    openpgp: &[OpenPgpIdentity],
+    openpgp_peer: Option<&OpenPgpPeer>,
 ) -> anyhow::Result<()> {
     let env = DbEnv::open(&layout.db(), &DbNames::default(), OpenMode::ReadWrite)
         .with_context(|| format!("opening the databases in {}", layout.db().display()))?;
@@ -299,6 +487,50 @@ fn write_databases(
     };
     txn.set_values(Database::Trust, &ca.key_id, &[anchor.encode()?])
         .context("writing the trust entry of the test CA")?;
+
+    for identity in openpgp {
+        let entry = LocalIdEntry {
+            credential_type: CredentialType::OpenPgp,
+            flags: LocalIdFlags::ROLE_CLIENT | LocalIdFlags::ROLE_SERVER,
+            pkcs11_uri: Some(identity.key.private_key_uri.to_string()),
+            credential: identity.issued.transferable_public_key.clone(),
+        };
+        txn.set_values(
+            Database::LocalId,
+            identity.address.as_bytes(),
+            &[entry.encode()?],
+        )
+        .with_context(|| format!("writing the localid entry of {}", identity.address))?;
+    }
+    let mut disclosed: Vec<&str> = Vec::new();
+    for identity in openpgp {
+        let domain = domain_of(&identity.address);
+        if disclosed.contains(&domain) {
+            continue;
+        }
+        disclosed.push(domain);
+        let selector = format!("@{domain}");
+        txn.set_values(
+            Database::Disclose,
+            selector.as_bytes(),
+            &[identity.address.as_bytes()],
+        )
+        .with_context(|| format!("writing the disclose entry {selector}"))?;
+    }
+    let trusted = openpgp
+        .iter()
+        .map(|identity| (&identity.address, &identity.issued))
+        .chain(openpgp_peer.map(|peer| (&peer.address, &peer.issued)));
+    for (address, issued) in trusted {
+        let entry = TrustEntry {
+            trust_type: TrustType::OpenPgp,
+            flags: TrustFlags::ROLE_CLIENT | TrustFlags::ROLE_SERVER,
+            valexp: "1".to_owned(),
+            data: issued.transferable_public_key.clone(),
+        };
+        txn.set_values(Database::Trust, &issued.key_id, &[entry.encode()?])
+            .with_context(|| format!("writing the trust entry of the OpenPGP key of {address}"))?;
+    }
     txn.commit().context("committing the database entries")
 }
 
