@@ -179,6 +179,9 @@ pub(crate) struct HandshakeChecks<'v> {
     pub chain: Vec<Vec<u8>>,
     pub pkix: AnchorPkix,
     pub ignore_caches: bool,
+    /// The peer's OpenPGP key when it sent a raw public key. The directory is then searched
+    /// for it as a `pgpKey` instead of for the end certificate.
+    openpgp_key: Option<Vec<u8>>,
     dane_result: OnceCell<Result<Outcome, String>>,
     directory_result: OnceCell<Result<Outcome, String>>,
 }
@@ -202,9 +205,16 @@ impl<'v> HandshakeChecks<'v> {
             chain,
             pkix,
             ignore_caches,
+            openpgp_key: None,
             dane_result: OnceCell::new(),
             directory_result: OnceCell::new(),
         }
+    }
+
+    /// Sets the OpenPGP key that the directory check searches for.
+    pub(crate) fn with_openpgp_key(mut self, openpgp_key: Option<Vec<u8>>) -> Self {
+        self.openpgp_key = openpgp_key;
+        self
     }
 
     async fn dane_outcome(&self) -> &Result<Outcome, String> {
@@ -226,13 +236,14 @@ impl<'v> HandshakeChecks<'v> {
     async fn directory_outcome(&self) -> &Result<Outcome, String> {
         self.directory_result
             .get_or_init(|| async {
-                let leaf = self.chain.first().map(Vec::as_slice).unwrap_or_default();
+                let credential = match &self.openpgp_key {
+                    Some(key) => Credential::OpenPgp(key),
+                    None => {
+                        Credential::X509(self.chain.first().map(Vec::as_slice).unwrap_or_default())
+                    }
+                };
                 self.online
-                    .directory(
-                        &self.directory_id,
-                        Credential::X509(leaf),
-                        self.ignore_caches,
-                    )
+                    .directory(&self.directory_id, credential, self.ignore_caches)
                     .await
             })
             .await
