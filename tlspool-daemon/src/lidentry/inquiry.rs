@@ -87,6 +87,14 @@ impl LidEntryService {
                 "local identity selection service gone; using the disclose database");
             return Ok(None);
         };
+        // The sequence before this one may have added skip flags to the registration.
+        if let Some(disclosure) = disclosure
+            && may_skip(registration.flags, disclosure)
+        {
+            let reqid = registration.reqid;
+            self.renew(registration, reqid, LidEntryFlags::empty());
+            return Ok(None);
+        }
         self.run_sequence(registration, until, remote, disclosure)
             .await
             .map(Some)

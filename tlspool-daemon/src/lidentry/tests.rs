@@ -354,3 +354,38 @@ fn answer_flags_pick_the_choice() {
         .is_err()
     );
 }
+
+#[tokio::test]
+async fn answer_flags_join_the_registration() {
+    let service = LidEntryService::new();
+    let callbacks = CallbackTable::new();
+    let (writer, mut reader) = helper_socket();
+    let entry = registration(LidEntryFlags::empty(), 30);
+    expect_registered(service.register(HELPER, 5, &entry, writer, Arc::clone(&callbacks)));
+    let remote = Donai::parse("peer.dev.example").expect("DoNAI");
+    let found = disclosure(".dev.example", 1, 2, &["dev.example"]);
+
+    let helper_callbacks = Arc::clone(&callbacks);
+    let helper = tokio::spawn(async move {
+        answer_next(&mut reader, &helper_callbacks, |_| {
+            Payload::LidEntryCallback(answer("dev.example", "", LidEntryFlags::SKIP_DBENTRY))
+        })
+        .await
+    });
+    let first = service
+        .consult(&remote, Some(&found))
+        .await
+        .expect("consulted");
+    assert!(first.is_some(), "the first handshake asks");
+    helper.await.expect("helper task");
+
+    let second = service
+        .consult(&remote, Some(&found))
+        .await
+        .expect("consulted");
+    assert!(
+        second.is_none(),
+        "SKIP_DBENTRY from the answer lets the list be used"
+    );
+    assert!(service.is_available(), "the registration stays");
+}
