@@ -12,6 +12,7 @@ use tempfile::TempDir;
 
 use crate::bin_path;
 use crate::daemon::TestDaemon;
+use crate::tls_peers::{self, Peer};
 
 /// The server identity dev-init issues on the token.
 pub const DOMAIN: &str = "dev.example";
@@ -50,6 +51,27 @@ pub fn dev_setup() -> &'static DevSetup {
         );
         DevSetup { _temp: temp, dir }
     })
+}
+
+/// Starts `openssl s_server` on 127.0.0.1:`port` with the external peer's certificate. It
+/// requires a client certificate issued by the dev-init CA and prints the verified subjects,
+/// such as `depth=0 O = ..., CN = dev.example`.
+pub fn verifying_s_server(port: u16) -> Peer {
+    let setup = dev_setup();
+    tls_peers::openssl_s_server(
+        port,
+        &[
+            "-cert",
+            &setup.file("peer-cert.pem"),
+            "-key",
+            &setup.file("peer-key.pem"),
+            "-CAfile",
+            &setup.file("ca.pem"),
+            "-Verify",
+            "1",
+            "-verify_return_error",
+        ],
+    )
 }
 
 impl DevSetup {

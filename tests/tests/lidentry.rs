@@ -18,8 +18,8 @@ use tlspool_client::{
 };
 use tlspool_tests::bin_path;
 use tlspool_tests::daemon::TestDaemon;
-use tlspool_tests::dev_pki::{DOMAIN, OTHER_DOMAIN, PEER, dev_setup as setup};
-use tlspool_tests::tls_peers::{self, PEER_TIMEOUT, Peer, free_port};
+use tlspool_tests::dev_pki::{DOMAIN, OTHER_DOMAIN, PEER, dev_setup as setup, verifying_s_server};
+use tlspool_tests::tls_peers::{PEER_TIMEOUT, free_port};
 
 /// The response window the helpers register with.
 const WINDOW: Duration = Duration::from_secs(30);
@@ -29,26 +29,6 @@ const OTHER_PEER: &str = "peer.other.example";
 
 /// The log line of the daemon for each accepted registration.
 const REGISTERED: &str = "local identity selection service registered";
-
-/// Starts `openssl s_server` with the external peer's certificate, requiring a client
-/// certificate issued by the dev-init CA and printing its subject.
-fn verifying_server(port: u16) -> Peer {
-    let setup = setup();
-    tls_peers::openssl_s_server(
-        port,
-        &[
-            "-cert",
-            &setup.file("peer-cert.pem"),
-            "-key",
-            &setup.file("peer-key.pem"),
-            "-CAfile",
-            &setup.file("ca.pem"),
-            "-Verify",
-            "1",
-            "-verify_return_error",
-        ],
-    )
-}
 
 /// A helper thread that responds to each inquiry with the next of its choices and
 /// acknowledges database entries. It records every query it receives.
@@ -155,7 +135,7 @@ fn disclose_list() -> String {
 fn chosen_identity_reaches_the_peer() {
     let daemon = setup().start_daemon();
     let port = free_port();
-    let server = verifying_server(port);
+    let server = verifying_s_server(port);
     let helper = Helper::start(
         &daemon,
         LidEntryFlags::WANT_DBENTRY,
@@ -207,7 +187,7 @@ fn chosen_identity_reaches_the_peer() {
 fn stored_answer_serves_next_handshake() {
     let daemon = setup().start_daemon();
     let port = free_port();
-    let server = verifying_server(port);
+    let server = verifying_s_server(port);
     // Skip asking only when the disclose entry is the remote identity itself.
     let flags = LidEntryFlags::SKIP_DBENTRY | LidEntryFlags::SKIP_DOMAIN_SAME;
     let helper = Helper::start(
@@ -243,7 +223,7 @@ fn stored_answer_serves_next_handshake() {
 fn failed_handshake_discards_the_choice() {
     let daemon = setup().start_daemon();
     let port = free_port();
-    let _server = verifying_server(port);
+    let _server = verifying_s_server(port);
     // s_server presents peer.dev.example, so the pool rejects it as wrong.dev.example.
     let remote_id = "wrong.dev.example";
     let helper = Helper::start(
@@ -273,7 +253,7 @@ fn failed_handshake_discards_the_choice() {
 fn helper_disconnect_releases_the_window() {
     let daemon = setup().start_daemon();
     let port = free_port();
-    let _server = verifying_server(port);
+    let _server = verifying_s_server(port);
 
     let registered_before = count_in_log(&daemon, REGISTERED);
     let mut service = blocking::register_localid_select(
@@ -335,7 +315,7 @@ fn second_helper_is_not_vacant() {
 fn silent_helper_times_out_the_handshake() {
     let daemon = setup().start_daemon();
     let port = free_port();
-    let _server = verifying_server(port);
+    let _server = verifying_s_server(port);
     let registered_before = count_in_log(&daemon, REGISTERED);
     let mut service = blocking::register_localid_select(
         Some(daemon.socket_path()),
@@ -367,7 +347,7 @@ fn silent_helper_times_out_the_handshake() {
 fn new_identity_waits_for_the_database() {
     let daemon = setup().start_daemon();
     let port = free_port();
-    let server = verifying_server(port);
+    let server = verifying_s_server(port);
     let new = LidEntryFlags::NEW;
     let missing = "missing.dev.example";
     // The window bounds both the wait for each answer and the wait for the new identity, so
@@ -403,7 +383,7 @@ fn new_identity_waits_for_the_database() {
 fn async_helper_chooses_identity() {
     let daemon = setup().start_daemon();
     let port = free_port();
-    let server = verifying_server(port);
+    let server = verifying_s_server(port);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -448,7 +428,7 @@ fn async_helper_chooses_identity() {
 fn tlspoolctl_reads_choice_from_terminal() {
     let daemon = setup().start_daemon();
     let port = free_port();
-    let server = verifying_server(port);
+    let server = verifying_s_server(port);
     let registered_before = count_in_log(&daemon, REGISTERED);
     let mut ctl = Command::new(bin_path("tlspoolctl"))
         .arg("--socket")

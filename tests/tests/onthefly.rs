@@ -11,7 +11,7 @@ use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,7 @@ use tlspool_client::{
     LidEntryFlags, LocalIdChoice, LocalIdQueryKind, StartTlsFlags, StartTlsRequest, blocking,
 };
 use tlspool_tests::daemon::TestDaemon;
-use tlspool_tests::dev_pki::{PEER, dev_setup as setup};
+use tlspool_tests::dev_pki::{PEER, dev_setup as setup, verifying_s_server};
 use tlspool_tests::tls_peers::{self, PEER_TIMEOUT, free_port};
 
 /// The PKCS #11 URI of the dev-init CA key, which signs the on-the-fly certificates.
@@ -54,25 +54,9 @@ fn signer_der() -> &'static PathBuf {
 
 /// Starts a daemon on the dev-init token and databases with the on-the-fly signer.
 fn start_daemon() -> TestDaemon {
-    let setup = setup();
-    let config = std::fs::read_to_string(setup.dir().join("tlspool.conf")).expect("dev config");
-    let mut lines: Vec<String> = config
-        .lines()
-        .filter(|line| line.starts_with("pkcs11_") || line.starts_with("dbenv_dir"))
-        .map(str::to_owned)
-        .collect();
-    lines.push(format!(
-        "tls_onthefly_signcert file:{}",
-        signer_der().display()
-    ));
-    lines.push(format!("tls_onthefly_signkey {SIGNER_KEY}"));
-    let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
-    let softhsm = setup.dir().join("softhsm2.conf");
-    // SoftHSM 2.6 failed C_GetTokenInfo now and then when daemons started on one token
-    // directory at once, so they start one at a time.
-    static STARTING: Mutex<()> = Mutex::new(());
-    let _starting = STARTING.lock().unwrap_or_else(PoisonError::into_inner);
-    TestDaemon::start_with_env(&lines, &[("SOFTHSM2_CONF", softhsm.as_path())])
+    let signcert = format!("tls_onthefly_signcert file:{}", signer_der().display());
+    let signkey = format!("tls_onthefly_signkey {SIGNER_KEY}");
+    setup().start_daemon_with(&[&signcert, &signkey])
 }
 
 /// Accepts one connection on `listener` within [`PEER_TIMEOUT`].
@@ -94,26 +78,6 @@ fn accept(listener: &TcpListener) -> TcpStream {
             Err(error) => panic!("accept failed: {error}"),
         }
     }
-}
-
-/// Starts `openssl s_server` with the external peer's certificate, requiring a client
-/// certificate issued by the dev-init CA.
-fn verifying_server(port: u16) -> tls_peers::Peer {
-    let setup = setup();
-    tls_peers::openssl_s_server(
-        port,
-        &[
-            "-cert",
-            &setup.file("peer-cert.pem"),
-            "-key",
-            &setup.file("peer-key.pem"),
-            "-CAfile",
-            &setup.file("ca.pem"),
-            "-Verify",
-            "1",
-            "-verify_return_error",
-        ],
-    )
 }
 
 #[test]
@@ -174,7 +138,7 @@ fn gnutls_cli_trusts_on_the_fly_server() {
 fn server_trusts_on_the_fly_client() {
     let daemon = start_daemon();
     let port = free_port();
-    let server = verifying_server(port);
+    let server = verifying_s_server(port);
 
     let client = blocking::Client::connect(Some(daemon.socket_path())).expect("connect");
     let request = StartTlsRequest::client(PEER)
@@ -197,7 +161,7 @@ fn server_trusts_on_the_fly_client() {
 fn selection_answer_gets_on_the_fly_certificate() {
     let daemon = start_daemon();
     let port = free_port();
-    let server = verifying_server(port);
+    let server = verifying_s_server(port);
     let mut service = blocking::register_localid_select(
         Some(daemon.socket_path()),
         LidEntryFlags::empty(),
