@@ -125,7 +125,10 @@ impl Peer {
     /// Writes `line` and a newline to the peer's standard input.
     pub fn send_line(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("standard input is open");
-        writeln!(stdin, "{line}").expect("write to the peer's standard input");
+        // One write, so that a peer reading its input sees the line and its newline together.
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write to the peer's standard input");
         stdin.flush().expect("flush the peer's standard input");
     }
 

@@ -182,6 +182,18 @@ impl SessionRegistry {
             .map(|entry| entry.queries.clone())
     }
 
+    /// Stops the session of `ctlkey` if it is attached to `connection`, as a failed
+    /// renegotiation requires; its relay then ends and unregisters the key. Returns whether a
+    /// session was stopped.
+    pub fn stop_attached(&self, ctlkey: &CtlKey, connection: ConnectionId) -> bool {
+        let state = self.lock();
+        let entry = state
+            .sessions
+            .get(ctlkey)
+            .filter(|entry| entry.owner == Some(connection));
+        entry.inspect(|entry| entry.stop.cancel()).is_some()
+    }
+
     /// Applies the close of `connection`: its forked sessions become detached, the others are
     /// stopped and unregistered. Returns how many were stopped and how many detached.
     pub fn release_connection(&self, connection: ConnectionId) -> (usize, usize) {

@@ -21,13 +21,14 @@ use crate::callbacks::CallbackTable;
 use crate::connection::Shared;
 use crate::daemonize::{Forked, fork_to_background};
 use crate::error::DaemonError;
-use crate::lidentry::LidEntryService;
 use crate::listener::Listener;
 use crate::options::Options;
 use crate::pidfile::PidFile;
+use crate::pinentry::PinEntryService;
 use crate::privileges::Privileges;
 use crate::server;
 use crate::sessions::SessionRegistry;
+use crate::lidentry::LidEntryService;
 use crate::starttls::{CredentialLoader, OnTheFlySigner, TlsResources};
 use crate::tokens;
 
@@ -99,17 +100,31 @@ pub fn run(options: Options) -> anyhow::Result<()> {
 
     tlspool_core::tls::check_priority(config.tls_priority())
         .context("checking tls_priority of the configuration")?;
+    tlspool_core::tls::check_priority(config.dtls_priority())
+        .context("checking dtls_priority of the configuration")?;
     let databases = open_databases(&config)?;
-    let pkcs11_module =
-        tokens::set_up(&config, databases.as_ref()).context("setting up PKCS #11")?;
+    let pin_entry = PinEntryService::new();
+    let token_login = tokens::set_up(&config, databases.as_ref(), &pin_entry)
+        .context("setting up PKCS #11")?
+        .map(Arc::new);
     let tls = TlsResources {
         databases,
         priority: config.tls_priority().to_owned(),
-        credentials: CredentialLoader::new(config.pkcs11_timeout()),
+        prefer_x509: config.tls_prefer_x509(),
+        credentials: CredentialLoader::new(config.pkcs11_timeout())
+            .with_token_login(token_login.clone()),
         validation: crate::starttls::Validation::from_config(&config),
+        pin_entry,
         lidentry: LidEntryService::new(),
         on_the_fly: OnTheFlySigner::from_config(&config)
             .context("loading the on-the-fly signer")?,
+        dtls: crate::starttls::DtlsSettings::new(
+            config.dtls_priority().to_owned(),
+            config.dtls_mtu(),
+            config.dtls_idle_timeout(),
+        )
+        .context("generating the DTLS cookie secret")?,
+        privacy: crate::starttls::PrivacySettings::from_config(&config),
     };
 
     let (sockets, socket_files): (Vec<_>, Vec<_>) =
@@ -137,7 +152,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     };
     runtime.block_on(server::serve(sockets, shared, on_ready))?;
     drop(runtime);
-    drop(pkcs11_module);
+    drop(token_login);
 
     drop(socket_files);
     drop(pid_file);

@@ -123,6 +123,17 @@ keys! {
     ValidateDefault = "validate_default",
     /// `dns_server`: DNS server used for DANE lookups (added).
     DnsServer = "dns_server",
+    /// `dtls_priority`: GnuTLS priority string of DTLS sessions (added).
+    DtlsPriority = "dtls_priority",
+    /// `dtls_mtu`: path MTU of DTLS sessions in bytes of UDP payload (added).
+    DtlsMtu = "dtls_mtu",
+    /// `dtls_idle_timeout`: seconds a DTLS session lives without a datagram from its peer
+    /// (added).
+    DtlsIdleTimeout = "dtls_idle_timeout",
+    /// `tls_prefer_x509`: prefer X.509 over OpenPGP raw public keys (added).
+    TlsPreferX509 = "tls_prefer_x509",
+    /// `tls_privacy_services`: services and roles added to the privacy mode registry (added).
+    TlsPrivacyServices = "tls_privacy_services",
 }
 
 impl fmt::Display for Key {

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 mod client;
 mod error;
 mod key;
+mod privacy;
 mod settings;
 mod syntax;
 mod value;
@@ -26,7 +27,11 @@ pub use client::{
 };
 pub use error::ConfigError;
 pub use key::Key;
-pub use settings::{DEFAULT_DNSSEC_ROOTKEY, DEFAULT_PKCS11_TIMEOUT, DEFAULT_TLS_PRIORITY};
+pub use privacy::{BUILT_IN_PRIVACY_SERVICES, PrivacyRoles, privacy_permitted};
+pub use settings::{
+    DEFAULT_DNSSEC_ROOTKEY, DEFAULT_DTLS_IDLE_TIMEOUT, DEFAULT_DTLS_PRIORITY, DEFAULT_PKCS11_TIMEOUT,
+    DEFAULT_TLS_PRIORITY,
+};
 pub use syntax::MAX_LINE_LENGTH;
 
 use settings::Settings;

@@ -6,12 +6,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::value::{self, Reason};
-use super::{Config, Key};
+use super::{Config, Key, PrivacyRoles};
 use crate::logging::{LogCategories, LogLevel, LogSettings};
 
 /// Default of `tls_priority`: TLS 1.3 and 1.2 only, with safe renegotiation.
 pub const DEFAULT_TLS_PRIORITY: &str =
     "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SAFE_RENEGOTIATION";
+
+/// Default of `dtls_priority`: DTLS 1.2 only, with safe renegotiation.
+pub const DEFAULT_DTLS_PRIORITY: &str = "NORMAL:-VERS-ALL:+VERS-DTLS1.2:%SAFE_RENEGOTIATION";
+
+/// Default of `dtls_idle_timeout`, in seconds.
+pub const DEFAULT_DTLS_IDLE_TIMEOUT: u32 = 300;
 
 /// Default of `pkcs11_timeout`, in seconds.
 pub const DEFAULT_PKCS11_TIMEOUT: u32 = 10;
@@ -32,6 +38,7 @@ pub(super) struct Settings {
     memcache_port: Option<u16>,
     memcache_host: Option<String>,
     privacy_attempt: bool,
+    tls_privacy_services: Vec<(String, PrivacyRoles)>,
     radius_authn: Option<String>,
     radius_authz: Option<String>,
     radius_acct: Option<String>,
@@ -59,6 +66,10 @@ pub(super) struct Settings {
     tls_priority: Option<String>,
     validate_default: Option<String>,
     dns_server: Option<SocketAddr>,
+    dtls_priority: Option<String>,
+    dtls_mtu: Option<u16>,
+    dtls_idle_timeout: Option<u32>,
+    tls_prefer_x509: bool,
 }
 
 /// A PIN from the configuration, kept out of `Debug` output.
@@ -127,6 +138,18 @@ impl Settings {
                 self.validate_default = (!value.is_empty()).then(|| value.to_owned());
             }
             Key::DnsServer => self.dns_server = value::dns_server(value)?,
+            Key::DtlsPriority => {
+                self.dtls_priority = Some(value::word(value, "a GnuTLS priority string")?);
+            }
+            Key::DtlsMtu => self.dtls_mtu = Some(value::dtls_mtu(value)?),
+            Key::DtlsIdleTimeout => {
+                self.dtls_idle_timeout = Some(value::timeout_seconds(value)?);
+            }
+            Key::TlsPreferX509 => self.tls_prefer_x509 = value::yes_word(value),
+            Key::TlsPrivacyServices => {
+                let entries = super::privacy::privacy_services(value)?;
+                self.tls_privacy_services.extend(entries);
+            }
             Key::DaemonPidfile
             | Key::SocketUser
             | Key::SocketGroup
@@ -220,6 +243,12 @@ impl Config {
     /// Tells whether to try the privacy-mode precursor (`privacy_attempt`, default false).
     pub fn privacy_attempt(&self) -> bool {
         self.settings.privacy_attempt
+    }
+
+    /// Returns the privacy mode registry entries of every `tls_privacy_services` line, which
+    /// add to [`BUILT_IN_PRIVACY_SERVICES`](super::BUILT_IN_PRIVACY_SERVICES).
+    pub fn tls_privacy_services(&self) -> &[(String, PrivacyRoles)] {
+        &self.settings.tls_privacy_services
     }
 
     /// Returns the RADIUS authentication server (`radius_authn`).
@@ -367,6 +396,37 @@ impl Config {
             .tls_priority
             .as_deref()
             .unwrap_or(DEFAULT_TLS_PRIORITY)
+    }
+
+    /// Returns whether X.509 certificates are preferred over OpenPGP raw public keys when both
+    /// sides of a handshake can use either (`tls_prefer_x509`, default no).
+    pub fn tls_prefer_x509(&self) -> bool {
+        self.settings.tls_prefer_x509
+    }
+
+    /// Returns the GnuTLS priority string of DTLS sessions (`dtls_priority`, default
+    /// [`DEFAULT_DTLS_PRIORITY`]).
+    pub fn dtls_priority(&self) -> &str {
+        self.settings
+            .dtls_priority
+            .as_deref()
+            .unwrap_or(DEFAULT_DTLS_PRIORITY)
+    }
+
+    /// Returns the configured path MTU of DTLS sessions in bytes of UDP payload (`dtls_mtu`),
+    /// or `None` to take it from each UDP socket.
+    pub fn dtls_mtu(&self) -> Option<u16> {
+        self.settings.dtls_mtu
+    }
+
+    /// Returns how long a DTLS session lives without a datagram from its peer
+    /// (`dtls_idle_timeout`, default [`DEFAULT_DTLS_IDLE_TIMEOUT`] seconds).
+    pub fn dtls_idle_timeout(&self) -> std::time::Duration {
+        let seconds = self
+            .settings
+            .dtls_idle_timeout
+            .unwrap_or(DEFAULT_DTLS_IDLE_TIMEOUT);
+        std::time::Duration::from_secs(u64::from(seconds))
     }
 
     /// Returns the validation expression for requests without one (`validate_default`), not

@@ -371,6 +371,21 @@ const KEY_CASES: &[(Key, &str, &str, Option<&str>)] = &[
         "127.0.0.1:5353",
         Some("dns.example.com"),
     ),
+    (Key::TlsPreferX509, "", "yes", None),
+    (
+        Key::TlsPrivacyServices,
+        "",
+        "xmpp,ldap:server",
+        Some("ldap:peer"),
+    ),
+    (
+        Key::DtlsPriority,
+        "",
+        "NORMAL:-VERS-ALL:+VERS-DTLS1.2",
+        Some("NORMAL SECURE"),
+    ),
+    (Key::DtlsMtu, "", "1400", Some("100")),
+    (Key::DtlsIdleTimeout, "", "60", Some("0")),
 ];
 
 #[test]
@@ -411,7 +426,7 @@ fn key_names_round_trip() {
     for key in Key::ALL {
         assert_eq!(Key::from_name(key.name()), Some(*key));
     }
-    assert_eq!(Key::ALL.len(), 44);
+    assert_eq!(Key::ALL.len(), 49);
 }
 
 // Value grammars.

@@ -46,6 +46,13 @@ pub enum RelayError {
         /// The descriptor that was rejected.
         role: DescriptorRole,
     },
+    /// A descriptor of a DTLS session is neither a datagram nor a sequenced-packet socket, so
+    /// it cannot keep message boundaries.
+    #[error("the {role} descriptor is not a datagram or sequenced-packet socket")]
+    NotDatagramSocket {
+        /// The descriptor that was rejected.
+        role: DescriptorRole,
+    },
     /// A system call on a descriptor failed while relaying or handshaking.
     #[error("{call} on the {role} descriptor failed: {source}")]
     Io {
@@ -78,19 +85,48 @@ pub enum RelayError {
     /// session is gone.
     #[error("the relayed session has ended")]
     SessionEnded,
+    /// A renegotiation was requested while another one runs on the session.
+    #[error("a renegotiation is already running on the session")]
+    RenegotiationBusy,
+    /// A renegotiation failed, which ended the session; the requester received the TLS error.
+    #[error("renegotiation failed: {reason}")]
+    RenegotiationFailed {
+        /// The text of the TLS error.
+        reason: String,
+    },
+    /// The peer sent more application data before the authenticated handshake of privacy
+    /// mode completed than `tls_maxpreauth` allows.
+    #[error("the peer sent more than {limit} bytes before privacy mode authenticated it")]
+    PreauthDataTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The peer did not finish a renegotiation in time.
+    #[error("the renegotiation did not finish within {} s", .timeout.as_secs())]
+    RenegotiationTimedOut {
+        /// The time the renegotiation may take.
+        timeout: Duration,
+    },
 }
 
 impl RelayError {
     /// Returns the descriptor the error concerns, or `None` for errors of the TLS session.
     pub fn role(&self) -> Option<DescriptorRole> {
         match self {
-            Self::Setup { role, .. } | Self::NotStreamSocket { role } | Self::Io { role, .. } => {
-                Some(*role)
-            }
+            Self::Setup { role, .. }
+            | Self::NotStreamSocket { role }
+            | Self::NotDatagramSocket { role }
+            | Self::Io { role, .. } => Some(*role),
             Self::ClosedDuringHandshake | Self::HandshakeTimedOut { .. } => {
                 Some(DescriptorRole::Cipher)
             }
-            Self::Tls { .. } | Self::SessionEnded => None,
+            Self::RenegotiationTimedOut { .. } | Self::PreauthDataTooLarge { .. } => {
+                Some(DescriptorRole::Cipher)
+            }
+            Self::Tls { .. }
+            | Self::SessionEnded
+            | Self::RenegotiationBusy
+            | Self::RenegotiationFailed { .. } => None,
         }
     }
 }

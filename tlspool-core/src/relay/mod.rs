@@ -71,8 +71,10 @@
 //! deregistered and closed, on every path. When the future of [`run`] is dropped instead, at
 //! any await point, dropping it frees the same things, without the final flush.
 
+mod datagram;
 mod error;
 mod handshake;
+mod privacy;
 mod pump;
 mod query;
 mod socket;
@@ -83,8 +85,10 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+pub use datagram::{DatagramSocket, drive_dtls_handshake, exchange_cookie, run_datagram};
 pub use error::{DescriptorRole, RelayError};
 pub use handshake::drive_handshake;
+pub use privacy::authenticate_after_precursor;
 pub use query::{QUERY_QUEUE_LEN, QueryReceiver, SessionQueries, query_channel};
 pub use socket::CipherSocket;
 
@@ -103,6 +107,11 @@ pub enum RelayEnd {
     HungUp(DescriptorRole),
     /// The stop signal was cancelled.
     Stopped,
+    /// No datagram arrived from the DTLS peer for this long.
+    IdleTimedOut {
+        /// The idle timeout that passed.
+        idle: Duration,
+    },
     /// A system call or the TLS session failed.
     Failed(RelayError),
 }
@@ -154,8 +163,24 @@ pub async fn run_with_queries(
     stop: CancellationToken,
     queries: QueryReceiver,
 ) -> RelayOutcome {
+    run_with_early_plaintext(session, cipher, plaintext, stop, queries, Vec::new()).await
+}
+
+/// Relays as [`run_with_queries`] does, and first sends `early` to the application: the
+/// plaintext that [`authenticate_after_precursor`] received before the relay started.
+///
+/// # Panics
+/// Outside a tokio runtime with I/O and time enabled.
+pub async fn run_with_early_plaintext(
+    session: Session,
+    cipher: OwnedFd,
+    plaintext: OwnedFd,
+    stop: CancellationToken,
+    queries: QueryReceiver,
+    early: Vec<u8>,
+) -> RelayOutcome {
     match pump::Relay::new(session, cipher, plaintext, queries) {
-        Ok(relay) => relay.run(&stop).await,
+        Ok(relay) => relay.with_early_plaintext(early).run(&stop).await,
         Err(error) => RelayOutcome {
             plaintext_to_tls: 0,
             tls_to_plaintext: 0,

@@ -1,10 +1,25 @@
 //! The relay's I/O loop: takes the steps [`RelayState`] allows, waits for the readiness it
-//! requests, and applies the result.
+//! requests, and applies the result. It also runs TLS 1.2 renegotiations, requested by the
+//! application or by the peer, in the middle of the relayed data.
+//!
+//! # Renegotiation
+//!
+//! While a renegotiation runs, the relay reads nothing from the application (its bytes wait in
+//! the socket) and keeps delivering the peer's application data that arrives before the
+//! peer's handshake messages, so no byte is lost either way. A peer's request is accepted when
+//! the last handshake negotiated secure renegotiation (RFC 5746) and the extended master secret
+//! (RFC 7627) and no other peer-requested renegotiation completed in the last
+//! [`PEER_RENEGOTIATION_INTERVAL`]; otherwise it is rejected with a no_renegotiation warning
+//! alert and the session continues. A renegotiation that takes longer than
+//! [`RENEGOTIATION_TIMEOUT`] ends the session.
 
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 
+use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::debug;
+use tracing::{debug, info};
 
 use super::error::{DescriptorRole, RelayError};
 use super::handshake::{CIPHER_READ_SIZE, flush_ciphertext};
@@ -13,7 +28,23 @@ use super::socket::{ReadBuffer, StreamSocket};
 use super::state::{Levels, RelayState, Step, Wants};
 use super::{LINGER_TIMEOUT, RelayEnd, RelayOutcome};
 use crate::logging::TARGET_COPYCAT;
-use crate::tls::{MAX_RECORD_PLAINTEXT, ReadOutcome, Session, TlsError};
+use crate::tls::{MAX_RECORD_PLAINTEXT, ReadOutcome, RenegotiationStatus, Session, TlsError};
+
+/// Time a renegotiation may take before the relay ends the session.
+pub(super) const RENEGOTIATION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Least time between two renegotiations the peer requests; one that comes sooner is rejected.
+pub(super) const PEER_RENEGOTIATION_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The application's wait for the end of a renegotiation it requested.
+type RenegotiationReply = oneshot::Sender<Result<(), RelayError>>;
+
+/// A renegotiation in progress.
+struct Renegotiation {
+    /// The application's request, or `None` when the peer requested it.
+    reply: Option<RenegotiationReply>,
+    deadline: Instant,
+}
 
 /// The result of one wait for readiness.
 enum Event {
@@ -25,6 +56,7 @@ enum Event {
     HungUp(DescriptorRole),
     Query(Query),
     QueriesClosed,
+    RenegotiationTimedOut,
 }
 
 /// One relayed session with everything it owns; dropping it frees the GnuTLS session, then
@@ -47,6 +79,11 @@ pub(super) struct Relay {
     plaintext_to_tls: u64,
     tls_to_plaintext: u64,
     peak_buffered: usize,
+    renegotiation: Option<Renegotiation>,
+    /// Plaintext received before the relay started, sent to the application first.
+    early_plaintext: Vec<u8>,
+    /// When the last renegotiation the peer requested completed.
+    last_peer_renegotiation: Option<Instant>,
 }
 
 impl Relay {
@@ -73,6 +110,9 @@ impl Relay {
             plaintext_to_tls: 0,
             tls_to_plaintext: 0,
             peak_buffered: 0,
+            renegotiation: None,
+            early_plaintext: Vec::new(),
+            last_peer_renegotiation: None,
         })
     }
 
@@ -86,6 +126,9 @@ impl Relay {
             "relay started"
         );
         let end = self.relay(stop).await.unwrap_or_else(RelayEnd::Failed);
+        if let Some(reply) = self.renegotiation.take().and_then(|r| r.reply) {
+            let _ = reply.send(Err(RelayError::SessionEnded));
+        }
         self.linger(&end).await;
 
         debug!(
@@ -105,7 +148,23 @@ impl Relay {
         }
     }
 
+    /// Sets the plaintext to send to the application before anything decrypted.
+    pub(super) fn with_early_plaintext(mut self, early: Vec<u8>) -> Self {
+        self.early_plaintext = early;
+        self
+    }
+
     async fn relay(&mut self, stop: &CancellationToken) -> Result<RelayEnd, RelayError> {
+        let early = std::mem::take(&mut self.early_plaintext);
+        let mut sent = 0;
+        while sent < early.len() {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => return Ok(RelayEnd::Stopped),
+                n = self.plaintext.send(&early[sent..]) => sent += n?,
+            }
+        }
+        self.tls_to_plaintext += early.len() as u64;
         loop {
             self.take_steps()?;
             if self.state.is_finished() {
@@ -117,8 +176,18 @@ impl Relay {
             match self.next_event(wants, stop).await? {
                 Event::Stop => return Ok(RelayEnd::Stopped),
                 Event::HungUp(role) => return Ok(RelayEnd::HungUp(role)),
-                Event::Query(query) => query(&self.session),
+                Event::Query(Query::Read(query)) => query(&self.session),
+                Event::Query(Query::Renegotiate(reply)) => self.start_renegotiation(reply),
                 Event::QueriesClosed => self.queries = None,
+                Event::RenegotiationTimedOut => {
+                    let error = RelayError::RenegotiationTimedOut {
+                        timeout: RENEGOTIATION_TIMEOUT,
+                    };
+                    self.finish_renegotiation(Err(RelayError::RenegotiationTimedOut {
+                        timeout: RENEGOTIATION_TIMEOUT,
+                    }));
+                    return Err(error);
+                }
                 event => self.apply(event)?,
             }
             self.record_peak();
@@ -144,12 +213,17 @@ impl Relay {
             out_start,
             out_end,
             queries,
+            renegotiation,
             ..
         } = self;
         let unsent = &plaintext_out[*out_start..*out_end];
+        let renegotiation_deadline = renegotiation.as_ref().map(|r| r.deadline);
         tokio::select! {
             biased;
             () = stop.cancelled() => Ok(Event::Stop),
+            () = sleep_until(renegotiation_deadline), if renegotiation_deadline.is_some() => {
+                Ok(Event::RenegotiationTimedOut)
+            }
             query = next_query(queries.as_mut()), if queries.is_some() => {
                 Ok(query.map_or(Event::QueriesClosed, Event::Query))
             }
@@ -198,7 +272,11 @@ impl Relay {
             }
             Event::PlaintextReceived(0) => self.queue_close_notify()?,
             Event::PlaintextReceived(n) => self.encrypt(n)?,
-            Event::Stop | Event::HungUp(_) | Event::Query(_) | Event::QueriesClosed => {}
+            Event::Stop
+            | Event::HungUp(_)
+            | Event::Query(_)
+            | Event::QueriesClosed
+            | Event::RenegotiationTimedOut => {}
         }
         Ok(())
     }
@@ -207,6 +285,7 @@ impl Relay {
         while let Some(step) = self.state.next_step(self.levels()) {
             match step {
                 Step::Decrypt => self.decrypt()?,
+                Step::Handshake => self.renegotiate()?,
                 Step::ShutdownPlaintextWrite => {
                     self.plaintext.shutdown_write()?;
                     self.state.plaintext_write_shut = true;
@@ -254,8 +333,7 @@ impl Relay {
             Err(TlsError::AlertReceived { alert, fatal, .. }) if !fatal => {
                 debug!(target: TARGET_COPYCAT, %alert, "peer sent a warning alert");
             }
-            // NOTE: renegotiation is not run by the engine, so a peer's request for it ends the
-            // session as any other TLS error does.
+            Err(TlsError::RenegotiationRequested) => self.answer_peer_renegotiation()?,
             Err(source) => return Err(tls_error(source)),
         }
         Ok(())
@@ -327,6 +405,131 @@ impl Relay {
             + self.session.pending_plaintext()
             + (self.out_end - self.out_start);
         self.peak_buffered = self.peak_buffered.max(buffered);
+    }
+}
+
+/// Renegotiation: the start, the answer to the peer, the handshake steps and the end.
+impl Relay {
+    /// Starts the renegotiation the application requested; a check that fails is answered at
+    /// once and the session continues.
+    fn start_renegotiation(&mut self, reply: RenegotiationReply) {
+        if self.renegotiation.is_some() {
+            let _ = reply.send(Err(RelayError::RenegotiationBusy));
+            return;
+        }
+        if let Err(source) = self.session.start_renegotiation() {
+            debug!(target: TARGET_COPYCAT, %source, "renegotiation not started");
+            let _ = reply.send(Err(RelayError::Tls {
+                call: "start_renegotiation",
+                source,
+            }));
+            return;
+        }
+        self.begin(Some(reply));
+    }
+
+    /// Accepts or rejects the peer's renegotiation request by the rule of the module docs.
+    fn answer_peer_renegotiation(&mut self) -> Result<(), RelayError> {
+        let too_soon = self
+            .last_peer_renegotiation
+            .is_some_and(|last| last.elapsed() < PEER_RENEGOTIATION_INTERVAL);
+        let accepted = if too_soon {
+            Err(format!(
+                "another one completed less than {} s ago",
+                PEER_RENEGOTIATION_INTERVAL.as_secs()
+            ))
+        } else {
+            self.session
+                .accept_renegotiation()
+                .map_err(|error| error.to_string())
+        };
+        match accepted {
+            Ok(()) => {
+                self.begin(None);
+                Ok(())
+            }
+            Err(reason) => {
+                info!(target: TARGET_COPYCAT, fd = self.cipher.raw_fd(), reason,
+                    "rejected the peer's renegotiation request");
+                self.session
+                    .reject_renegotiation()
+                    .map_err(|source| RelayError::Tls {
+                        call: "reject_renegotiation",
+                        source,
+                    })
+            }
+        }
+    }
+
+    fn begin(&mut self, reply: Option<RenegotiationReply>) {
+        self.renegotiation = Some(Renegotiation {
+            reply,
+            deadline: Instant::now() + RENEGOTIATION_TIMEOUT,
+        });
+        self.state.renegotiating = true;
+        // A client sends its ClientHello, and a server reads the one already buffered.
+        self.state.needs_ciphertext = false;
+    }
+
+    /// Takes one handshake step of the running renegotiation.
+    fn renegotiate(&mut self) -> Result<(), RelayError> {
+        let ended = self.state.cipher_eof || self.state.close_notify_received;
+        match self.session.renegotiate() {
+            Ok(RenegotiationStatus::Done) => {
+                if self
+                    .renegotiation
+                    .as_ref()
+                    .is_some_and(|r| r.reply.is_none())
+                {
+                    self.last_peer_renegotiation = Some(Instant::now());
+                }
+                info!(target: TARGET_COPYCAT, fd = self.cipher.raw_fd(),
+                    cipher_suite = self.session.cipher_suite().as_deref().unwrap_or("unknown"),
+                    "renegotiation complete");
+                self.finish_renegotiation(Ok(()));
+            }
+            Ok(RenegotiationStatus::WantRead) if ended => {
+                self.finish_renegotiation(Err(RelayError::ClosedDuringHandshake));
+                return Err(RelayError::ClosedDuringHandshake);
+            }
+            Ok(RenegotiationStatus::WantRead) => self.state.needs_ciphertext = true,
+            // NOTE: a client renegotiation fails in GnuTLS 3.7.9 (a ServerKeyExchange
+            // signature error that ends the session) when the server's data reaches it before
+            // the ServerHello; only a server's renegotiation delivers such data safely.
+            Ok(RenegotiationStatus::ApplicationData) => self.decrypt()?,
+            Err(TlsError::RenegotiationRejected) => {
+                self.finish_renegotiation(Err(RelayError::Tls {
+                    call: "renegotiate",
+                    source: TlsError::RenegotiationRejected,
+                }));
+            }
+            Err(source) => {
+                let reason = source.to_string();
+                self.finish_renegotiation(Err(RelayError::Tls {
+                    call: "renegotiate",
+                    source,
+                }));
+                return Err(RelayError::RenegotiationFailed { reason });
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the running renegotiation and answers the application's request, if any.
+    fn finish_renegotiation(&mut self, result: Result<(), RelayError>) {
+        self.state.renegotiating = false;
+        if let Some(reply) = self.renegotiation.take().and_then(|r| r.reply) {
+            // The requester may have stopped waiting; the session goes on regardless.
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Waits until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -20,6 +20,9 @@ pub(super) struct RelayState {
     pub(super) needs_ciphertext: bool,
     /// The cipher socket reached end of file.
     pub(super) cipher_eof: bool,
+    /// A TLS 1.2 renegotiation runs: handshake steps replace decryption, and the application
+    /// is not read until it ends.
+    pub(super) renegotiating: bool,
 }
 
 /// Byte counts the decisions depend on, sampled from the session and the relay's buffer.
@@ -36,6 +39,8 @@ pub(super) struct Levels {
 pub(super) enum Step {
     /// Decrypt the next record from GnuTLS's buffers.
     Decrypt,
+    /// Advance the renegotiation with the ciphertext fed so far.
+    Handshake,
     /// Shut down the plaintext socket's write side, after the peer's close_notify.
     ShutdownPlaintextWrite,
     /// Shut down the cipher socket's write side, after close_notify was flushed.
@@ -69,6 +74,11 @@ impl RelayState {
     /// Returns the next step that needs no waiting, if any.
     pub(super) fn next_step(&self, levels: Levels) -> Option<Step> {
         let tls_to_plaintext_open = !self.close_notify_received;
+        if self.renegotiating {
+            // The handshake step also reports a peer that ended its side mid-renegotiation.
+            let input = !self.needs_ciphertext || self.cipher_eof || self.close_notify_received;
+            return (input && levels.pending_plaintext_out == 0).then_some(Step::Handshake);
+        }
         if tls_to_plaintext_open && !self.needs_ciphertext && levels.pending_plaintext_out == 0 {
             return Some(Step::Decrypt);
         }
@@ -93,8 +103,9 @@ impl RelayState {
     pub(super) fn wants(&self, levels: Levels) -> Wants {
         let cipher_write = levels.pending_ciphertext > 0 && !self.cipher_write_shut;
         let plaintext_write = levels.pending_plaintext_out > 0;
-        let plaintext_read =
-            !self.plaintext_eof && levels.pending_ciphertext < PENDING_CIPHERTEXT_LIMIT;
+        let plaintext_read = !self.plaintext_eof
+            && !self.renegotiating
+            && levels.pending_ciphertext < PENDING_CIPHERTEXT_LIMIT;
         let cipher_read = !self.close_notify_received
             && self.needs_ciphertext
             && !self.cipher_eof
@@ -268,6 +279,39 @@ mod tests {
     }
 
     #[test]
+    fn renegotiation_pauses_application_reads() {
+        let state = RelayState {
+            renegotiating: true,
+            ..waiting()
+        };
+        let wants = state.wants(IDLE);
+
+        assert_eq!(state.next_step(IDLE), None);
+        assert!(!wants.plaintext_read);
+        assert!(wants.cipher_read);
+    }
+
+    #[test]
+    fn renegotiation_steps_replace_decrypting() {
+        let state = RelayState {
+            renegotiating: true,
+            ..RelayState::default()
+        };
+        let unsent = Levels {
+            pending_plaintext_out: 3,
+            ..IDLE
+        };
+
+        assert_eq!(state.next_step(IDLE), Some(Step::Handshake));
+        assert_eq!(
+            state.next_step(unsent),
+            None,
+            "data read during the renegotiation is delivered first"
+        );
+        assert!(state.wants(unsent).plaintext_write);
+    }
+
+    #[test]
     fn cipher_eof_stops_cipher_reads() {
         let state = RelayState {
             cipher_eof: true,
@@ -281,7 +325,7 @@ mod tests {
     /// I/O loop never waits for nothing.
     #[test]
     fn every_state_makes_progress() {
-        for bits in 0u32..64 {
+        for bits in 0u32..128 {
             let state = RelayState {
                 plaintext_eof: bits & 1 != 0,
                 cipher_write_shut: bits & 2 != 0,
@@ -289,6 +333,7 @@ mod tests {
                 plaintext_write_shut: bits & 8 != 0,
                 needs_ciphertext: bits & 16 != 0,
                 cipher_eof: bits & 32 != 0,
+                renegotiating: bits & 64 != 0,
             };
             // Shut-down write sides only follow their triggers.
             if (state.cipher_write_shut && !state.plaintext_eof)

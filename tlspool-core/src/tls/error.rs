@@ -51,9 +51,34 @@ pub enum TlsError {
     /// The peer ended the transport without a close_notify alert.
     #[error("peer closed the connection without close_notify")]
     PrematureTermination,
-    /// The peer asked for a new handshake, which the engine does not run yet.
+    /// The peer asked for a new handshake (a HelloRequest to a client, a ClientHello to a
+    /// server); [`Session::accept_renegotiation`](super::Session::accept_renegotiation) or
+    /// [`Session::reject_renegotiation`](super::Session::reject_renegotiation) answers it.
     #[error("peer requested renegotiation")]
     RenegotiationRequested,
+    /// Renegotiation was requested on a session whose protocol version has none (TLS 1.3).
+    #[error("renegotiation needs TLS 1.2, but the session uses {version}")]
+    RenegotiationUnavailable {
+        /// The negotiated protocol version, such as `TLS1.3`.
+        version: String,
+    },
+    /// Renegotiation was requested, but the first handshake lacks RFC 5746 secure
+    /// renegotiation or the RFC 7627 extended master secret.
+    #[error(
+        "renegotiation would be insecure: secure renegotiation (RFC 5746) {}, extended master secret (RFC 7627) {}",
+        if *.secure_renegotiation { "negotiated" } else { "missing" },
+        if *.extended_master_secret { "negotiated" } else { "missing" }
+    )]
+    RenegotiationInsecure {
+        /// Whether the peer negotiated RFC 5746 secure renegotiation.
+        secure_renegotiation: bool,
+        /// Whether the handshake used the RFC 7627 extended master secret.
+        extended_master_secret: bool,
+    },
+    /// The peer answered a renegotiation with a no_renegotiation warning alert; the session
+    /// continues with its earlier keys.
+    #[error("peer rejected renegotiation with a no_renegotiation alert")]
+    RenegotiationRejected,
     /// The server's credential selection found no credentials for the name the client sent.
     #[error("no server credentials for server name {server_name:?}")]
     NoCredentialsForName {
@@ -83,6 +108,22 @@ pub enum TlsError {
         field: &'static str,
         /// Its length in bytes.
         len: usize,
+    },
+    /// A DTLS datagram has more plaintext than one record can carry under the path MTU.
+    #[error("datagram of {len} bytes exceeds the {max}-byte plaintext limit of one DTLS record")]
+    DatagramTooLarge {
+        /// The datagram's length in bytes.
+        len: usize,
+        /// The largest plaintext one record carries (`gnutls_dtls_get_data_mtu`).
+        max: usize,
+    },
+    /// A DTLS path MTU is too small for a handshake.
+    #[error("DTLS path MTU of {mtu} bytes is below the minimum of {min} bytes")]
+    MtuTooSmall {
+        /// The configured MTU in bytes.
+        mtu: u16,
+        /// The smallest MTU accepted.
+        min: u16,
     },
     /// Application data was sent or read before the handshake completed.
     #[error("{operation} called before the handshake completed")]
@@ -165,7 +206,11 @@ impl TlsError {
     pub fn is_fatal(&self) -> bool {
         match self {
             Self::AlertReceived { fatal, .. } => *fatal,
-            Self::RenegotiationRequested | Self::HandshakeNotDone { .. } => false,
+            Self::RenegotiationRequested
+            | Self::RenegotiationRejected
+            | Self::RenegotiationUnavailable { .. }
+            | Self::HandshakeNotDone { .. }
+            | Self::DatagramTooLarge { .. } => false,
             Self::Library { code, .. } | Self::HandshakeFailed { code, .. } => {
                 ffi::error_is_fatal(*code)
             }
@@ -183,6 +228,8 @@ impl TlsError {
                 | Self::HandshakeTimeout
                 | Self::PrematureTermination
                 | Self::RenegotiationRequested
+                | Self::RenegotiationRejected
+                | Self::RenegotiationInsecure { .. }
                 | Self::NoCredentialsForName { .. }
         )
     }

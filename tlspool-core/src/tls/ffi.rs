@@ -4,6 +4,7 @@
 //! A session's transport callbacks and its ClientHello hook reach the session's state through a
 //! pointer to a boxed [`Transport`], which stays at one address for the life of the handle.
 
+use std::collections::VecDeque;
 use std::ffi::{CStr, CString, c_char, c_int, c_uint, c_void};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::ptr;
@@ -156,7 +157,7 @@ pub(super) fn certificates_to_der(data: &[u8], pem: bool) -> Result<Vec<Vec<u8>>
 
 /// An owned `gnutls_certificate_credentials_t`.
 pub(crate) struct CertificateCredentials {
-    raw: sys::gnutls_certificate_credentials_t,
+    pub(super) raw: sys::gnutls_certificate_credentials_t,
 }
 
 // SAFETY: GnuTLS documents credentials as shareable between threads once set up; this type only
@@ -534,6 +535,12 @@ struct Transport {
     inbound_start: usize,
     inbound_eof: bool,
     outbound: Vec<u8>,
+    /// DTLS only: whole datagrams received from the peer, oldest first.
+    inbound_datagrams: VecDeque<Vec<u8>>,
+    /// DTLS only: whole datagrams GnuTLS wants sent, oldest first.
+    outbound_datagrams: VecDeque<Vec<u8>>,
+    /// Whether the session is DTLS, so each push and pull moves one whole datagram.
+    datagram: bool,
     hello_hook: Option<HelloHook>,
     server_name: Option<String>,
     hello_rejected: bool,
@@ -553,16 +560,29 @@ pub(super) struct SessionHandle {
 unsafe impl Send for SessionHandle {}
 
 impl SessionHandle {
-    /// Creates a client or server session whose push and pull functions use memory buffers.
-    pub(super) fn new(server: bool) -> Result<Self, TlsError> {
+    /// Creates a client or server session whose push and pull functions use memory buffers,
+    /// with `extra_flags` (such as `GNUTLS_ENABLE_RAWPK`) added to the `gnutls_init` flags.
+    pub(super) fn new(server: bool, extra_flags: c_uint) -> Result<Self, TlsError> {
+        Self::with_transport(server, false, extra_flags)
+    }
+
+    /// Creates a DTLS client or server session (`GNUTLS_DATAGRAM`) whose push and pull
+    /// functions move whole datagrams through memory queues.
+    pub(super) fn new_datagram(server: bool) -> Result<Self, TlsError> {
+        Self::with_transport(server, true, 0)
+    }
+
+    fn with_transport(server: bool, datagram: bool, extra_flags: c_uint) -> Result<Self, TlsError> {
         let role = if server {
             sys::GNUTLS_SERVER
         } else {
             sys::GNUTLS_CLIENT
         };
+        let mode = if datagram { sys::GNUTLS_DATAGRAM } else { 0 };
         let mut raw = ptr::null_mut();
         // SAFETY: `raw` receives a new session that `Drop` releases.
-        let ret = unsafe { sys::gnutls_init(&mut raw, role | sys::GNUTLS_NONBLOCK) };
+        let ret =
+            unsafe { sys::gnutls_init(&mut raw, role | mode | sys::GNUTLS_NONBLOCK | extra_flags) };
         check("gnutls_init", ret)?;
 
         let transport = Box::new(Transport {
@@ -571,6 +591,9 @@ impl SessionHandle {
             inbound_start: 0,
             inbound_eof: false,
             outbound: Vec::new(),
+            inbound_datagrams: VecDeque::new(),
+            outbound_datagrams: VecDeque::new(),
+            datagram,
             hello_hook: None,
             server_name: None,
             hello_rejected: false,
@@ -585,6 +608,9 @@ impl SessionHandle {
             sys::gnutls_session_set_ptr(raw, state);
             sys::gnutls_transport_set_push_function(raw, Some(push_callback));
             sys::gnutls_transport_set_pull_function(raw, Some(pull_callback));
+            if datagram {
+                sys::gnutls_transport_set_pull_timeout_function(raw, Some(pull_timeout_callback));
+            }
         }
         Ok(Self { raw, transport })
     }
@@ -831,6 +857,24 @@ impl SessionHandle {
         Some(bytes.to_vec())
     }
 
+    /// Copies the OCSP response the peer stapled for its end certificate, or `None` when it
+    /// stapled none.
+    pub(super) fn stapled_ocsp_response(&self) -> Option<Vec<u8>> {
+        let mut datum = sys::gnutls_datum_t {
+            data: ptr::null_mut(),
+            size: 0,
+        };
+        // SAFETY: on success the datum points at a response owned by the session.
+        let rc = unsafe { sys::gnutls_ocsp_status_request_get(self.raw, &mut datum) };
+        if rc < 0 || datum.data.is_null() {
+            return None;
+        }
+        // SAFETY: the datum describes `size` readable bytes, valid until the session changes;
+        // they are copied now.
+        let bytes = unsafe { std::slice::from_raw_parts(datum.data, datum.size as usize) };
+        Some(bytes.to_vec())
+    }
+
     /// Runs the RFC 5705 exporter into `out`.
     pub(super) fn export_keying_material(
         &self,
@@ -885,6 +929,133 @@ impl Drop for SessionHandle {
             drop(Box::from_raw(self.transport.as_ptr()));
         }
     }
+}
+
+/// The DTLS side of a session handle: the datagram queues, MTU, timer and cookie state.
+impl SessionHandle {
+    /// Returns whether the session is DTLS.
+    pub(super) fn is_datagram(&self) -> bool {
+        self.transport().datagram
+    }
+
+    /// Queues one datagram received from the peer.
+    pub(super) fn feed_datagram(&mut self, datagram: &[u8]) {
+        self.transport_mut()
+            .inbound_datagrams
+            .push_back(datagram.to_vec());
+    }
+
+    /// Number of received datagrams GnuTLS has not read yet.
+    pub(super) fn inbound_datagrams(&self) -> usize {
+        self.transport().inbound_datagrams.len()
+    }
+
+    /// Takes the oldest datagram GnuTLS wants sent.
+    pub(super) fn pop_outbound_datagram(&mut self) -> Option<Vec<u8>> {
+        self.transport_mut().outbound_datagrams.pop_front()
+    }
+
+    /// Number of datagrams waiting to be sent.
+    pub(super) fn outbound_datagrams(&self) -> usize {
+        self.transport().outbound_datagrams.len()
+    }
+
+    /// Sets the path MTU in bytes of UDP payload (`gnutls_dtls_set_mtu`).
+    pub(super) fn set_mtu(&mut self, mtu: c_uint) {
+        // SAFETY: a setter on a valid session.
+        unsafe { sys::gnutls_dtls_set_mtu(self.raw, mtu) };
+    }
+
+    /// Returns the largest plaintext one record can carry under the MTU
+    /// (`gnutls_dtls_get_data_mtu`).
+    pub(super) fn data_mtu(&self) -> c_uint {
+        // SAFETY: a getter on a valid session.
+        unsafe { sys::gnutls_dtls_get_data_mtu(self.raw) }
+    }
+
+    /// Returns the milliseconds until GnuTLS wants to retransmit (`gnutls_dtls_get_timeout`).
+    pub(super) fn dtls_timeout_ms(&self) -> c_uint {
+        // SAFETY: a getter on a valid session.
+        unsafe { sys::gnutls_dtls_get_timeout(self.raw) }
+    }
+
+    /// Sets the retransmission and total handshake timeouts in milliseconds
+    /// (`gnutls_dtls_set_timeouts`).
+    pub(super) fn set_dtls_timeouts(&mut self, retransmit_ms: c_uint, total_ms: c_uint) {
+        // SAFETY: a setter on a valid session.
+        unsafe { sys::gnutls_dtls_set_timeouts(self.raw, retransmit_ms, total_ms) };
+    }
+
+    /// Continues the sequence numbers of a verified cookie exchange (`gnutls_dtls_prestate_set`).
+    pub(super) fn set_prestate(&mut self, mut prestate: sys::gnutls_dtls_prestate_st) {
+        // SAFETY: GnuTLS copies the three counters out of `prestate` during the call.
+        unsafe { sys::gnutls_dtls_prestate_set(self.raw, &mut prestate) };
+    }
+}
+
+/// Checks the cookie in a DTLS ClientHello (`gnutls_dtls_cookie_verify`) against `key` and the
+/// client's transport address; returns the state to continue from, or the GnuTLS error code.
+pub(super) fn dtls_cookie_verify(
+    key: &[u8],
+    client: &[u8],
+    hello: &[u8],
+) -> Result<sys::gnutls_dtls_prestate_st, c_int> {
+    let mut key = datum("cookie key", key).map_err(|_| sys::GNUTLS_E_INVALID_REQUEST)?;
+    let mut prestate = sys::gnutls_dtls_prestate_st {
+        record_seq: 0,
+        hsk_read_seq: 0,
+        hsk_write_seq: 0,
+    };
+    // SAFETY: `key`, `client` and `hello` are readable for their lengths during the call, and
+    // GnuTLS only reads them; `prestate` is writable.
+    let ret = unsafe {
+        sys::gnutls_dtls_cookie_verify(
+            &mut key,
+            client.as_ptr().cast_mut().cast(),
+            client.len(),
+            hello.as_ptr().cast_mut().cast(),
+            hello.len(),
+            &mut prestate,
+        )
+    };
+    if ret < 0 { Err(ret) } else { Ok(prestate) }
+}
+
+/// Builds the HelloVerifyRequest datagram for a ClientHello that carried no valid cookie
+/// (`gnutls_dtls_cookie_send`), bound to `key` and the client's transport address.
+pub(super) fn dtls_cookie_send(
+    key: &[u8],
+    client: &[u8],
+    prestate: &mut sys::gnutls_dtls_prestate_st,
+) -> Result<Vec<u8>, TlsError> {
+    let mut key = datum("cookie key", key)?;
+    let mut out: Vec<u8> = Vec::new();
+    // SAFETY: `key` and `client` are readable for their lengths; GnuTLS calls
+    // `cookie_push_callback` synchronously with `out`'s address, which stays valid for the call.
+    let ret = unsafe {
+        sys::gnutls_dtls_cookie_send(
+            &mut key,
+            client.as_ptr().cast_mut().cast(),
+            client.len(),
+            prestate,
+            ptr::from_mut(&mut out).cast(),
+            Some(cookie_push_callback),
+        )
+    };
+    check("gnutls_dtls_cookie_send", ret)?;
+    Ok(out)
+}
+
+unsafe extern "C" fn cookie_push_callback(
+    ptr: *mut c_void,
+    data: *const c_void,
+    len: usize,
+) -> isize {
+    // SAFETY: `dtls_cookie_send` passes the address of its `Vec<u8>`, unaliased during the call.
+    let out = unsafe { &mut *ptr.cast::<Vec<u8>>() };
+    // SAFETY: GnuTLS provides `len` readable bytes at `data`.
+    out.extend_from_slice(unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) });
+    isize::try_from(len).unwrap_or(isize::MAX)
 }
 
 /// Calls `gnutls_credentials_set` for certificate credentials.
@@ -944,13 +1115,21 @@ unsafe extern "C" fn push_callback(ptr: *mut c_void, data: *const c_void, len: u
     let t = unsafe { transport(ptr) };
     // SAFETY: GnuTLS provides `len` readable bytes at `data`.
     let bytes = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) };
-    t.outbound.extend_from_slice(bytes);
+    if t.datagram {
+        t.outbound_datagrams.push_back(bytes.to_vec());
+    } else {
+        t.outbound.extend_from_slice(bytes);
+    }
     isize::try_from(len).unwrap_or(isize::MAX)
 }
 
 unsafe extern "C" fn pull_callback(ptr: *mut c_void, data: *mut c_void, len: usize) -> isize {
     // SAFETY: GnuTLS passes back the transport pointer set in `SessionHandle::new`.
     let t = unsafe { transport(ptr) };
+    if t.datagram {
+        // SAFETY: GnuTLS provides `len` writable bytes at `data`.
+        return unsafe { pull_datagram(t, data.cast::<u8>(), len) };
+    }
     let available = &t.inbound[t.inbound_start..];
     if available.is_empty() {
         if t.inbound_eof {
@@ -965,6 +1144,32 @@ unsafe extern "C" fn pull_callback(ptr: *mut c_void, data: *mut c_void, len: usi
     unsafe { ptr::copy_nonoverlapping(available.as_ptr(), data.cast::<u8>(), n) };
     t.inbound_start += n;
     isize::try_from(n).unwrap_or(isize::MAX)
+}
+
+/// Copies the oldest queued datagram to `data`, or reports `EAGAIN` when none is queued. A
+/// datagram longer than `len` is cut to `len`, as `recv` on a UDP socket does; GnuTLS asks
+/// for more than the largest DTLS record.
+///
+/// # Safety
+/// `data` must be writable for `len` bytes.
+unsafe fn pull_datagram(t: &mut Transport, data: *mut u8, len: usize) -> isize {
+    let Some(datagram) = t.inbound_datagrams.pop_front() else {
+        // SAFETY: `t.session` is the session that is calling back.
+        unsafe { sys::gnutls_transport_set_errno(t.session, libc::EAGAIN) };
+        return -1;
+    };
+    let n = datagram.len().min(len);
+    // SAFETY: guaranteed by the caller, and `n <= len`.
+    unsafe { ptr::copy_nonoverlapping(datagram.as_ptr(), data, n) };
+    isize::try_from(n).unwrap_or(isize::MAX)
+}
+
+/// Reports whether a datagram is queued, without waiting: GnuTLS calls this with `ms` 0 in
+/// non-blocking mode, and a return of 0 lets it check its DTLS retransmission timer.
+unsafe extern "C" fn pull_timeout_callback(ptr: *mut c_void, _ms: c_uint) -> c_int {
+    // SAFETY: GnuTLS passes back the transport pointer set in `SessionHandle::new_datagram`.
+    let t = unsafe { transport(ptr) };
+    c_int::from(!t.inbound_datagrams.is_empty())
 }
 
 unsafe extern "C" fn post_client_hello(session: sys::gnutls_session_t) -> c_int {
@@ -989,4 +1194,96 @@ unsafe extern "C" fn post_client_hello(session: sys::gnutls_session_t) -> c_int 
     let ret = unsafe { set_credentials_raw(session, &credentials) };
     t.credentials.push(credentials);
     ret.min(0)
+}
+
+/// Renegotiation (RFC 5746) and its security status.
+impl SessionHandle {
+    /// Queues a HelloRequest on a server session (`gnutls_rehandshake`).
+    pub(super) fn rehandshake(&mut self) -> c_int {
+        // SAFETY: a valid server session; the message lands in the outbound buffer.
+        unsafe { sys::gnutls_rehandshake(self.raw) }
+    }
+
+    /// Returns whether the peer negotiated RFC 5746 secure renegotiation.
+    pub(super) fn safe_renegotiation(&self) -> bool {
+        // SAFETY: a getter on a valid session.
+        unsafe { sys::gnutls_safe_renegotiation_status(self.raw) != 0 }
+    }
+
+    /// Returns whether the handshake used the RFC 7627 extended master secret.
+    pub(super) fn extended_master_secret(&self) -> bool {
+        // SAFETY: a getter on a valid session.
+        unsafe { sys::gnutls_session_ext_master_secret_status(self.raw) != 0 }
+    }
+
+    /// Queues a warning alert of `description` (`gnutls_alert_send`).
+    pub(super) fn send_warning_alert(
+        &mut self,
+        description: sys::gnutls_alert_description_t,
+    ) -> c_int {
+        // SAFETY: a valid session; the alert lands in the outbound buffer.
+        unsafe { sys::gnutls_alert_send(self.raw, sys::GNUTLS_AL_WARNING, description) }
+    }
+}
+
+/// The anonymous Diffie-Hellman credentials of the privacy-mode precursor, one pair for the
+/// process: a server's carry the RFC 7919 group of `GNUTLS_SEC_PARAM_MEDIUM` (ffdhe3072
+/// in GnuTLS 3.7), and a client's carry nothing.
+struct AnonymousCredentials {
+    server: sys::gnutls_anon_server_credentials_t,
+    client: sys::gnutls_anon_client_credentials_t,
+}
+
+// SAFETY: both handles are only read after `anonymous_credentials` set them up, and GnuTLS
+// allows one credentials structure to serve sessions on several threads.
+unsafe impl Send for AnonymousCredentials {}
+// SAFETY: as for `Send`; no session changes the credentials.
+unsafe impl Sync for AnonymousCredentials {}
+
+/// Allocates the process's anonymous credentials on first use; they are never freed, so every
+/// session may keep pointers to them.
+fn anonymous_credentials() -> Result<&'static AnonymousCredentials, TlsError> {
+    static CREDENTIALS: std::sync::OnceLock<AnonymousCredentials> = std::sync::OnceLock::new();
+    if let Some(credentials) = CREDENTIALS.get() {
+        return Ok(credentials);
+    }
+    let mut server = ptr::null_mut();
+    // SAFETY: `server` receives a new handle, which the static keeps for the process's life.
+    check("gnutls_anon_allocate_server_credentials", unsafe {
+        sys::gnutls_anon_allocate_server_credentials(&mut server)
+    })?;
+    // SAFETY: `server` is the valid handle allocated above.
+    check("gnutls_anon_set_server_known_dh_params", unsafe {
+        sys::gnutls_anon_set_server_known_dh_params(server, sys::GNUTLS_SEC_PARAM_MEDIUM)
+    })?;
+    let mut client = ptr::null_mut();
+    // SAFETY: `client` receives a new handle, which the static keeps for the process's life.
+    check("gnutls_anon_allocate_client_credentials", unsafe {
+        sys::gnutls_anon_allocate_client_credentials(&mut client)
+    })?;
+    // A racing thread may have set the static first; its handles win and these two stay
+    // allocated, a one-time leak.
+    Ok(CREDENTIALS.get_or_init(|| AnonymousCredentials { server, client }))
+}
+
+/// The anonymous precursor of privacy mode.
+impl SessionHandle {
+    /// Adds the anonymous credentials of this session's role to its certificate credentials.
+    pub(super) fn set_anonymous_credentials(&mut self, server: bool) -> Result<(), TlsError> {
+        let credentials = anonymous_credentials()?;
+        let raw = if server {
+            credentials.server.cast::<c_void>()
+        } else {
+            credentials.client.cast::<c_void>()
+        };
+        // SAFETY: a valid session and credentials that live for the rest of the process.
+        let ret = unsafe { sys::gnutls_credentials_set(self.raw, sys::GNUTLS_CRD_ANON, raw) };
+        check("gnutls_credentials_set", ret).map(drop)
+    }
+
+    /// Returns whether the negotiated key exchange is anonymous Diffie-Hellman.
+    pub(super) fn is_anonymous_dh(&self) -> bool {
+        // SAFETY: a getter on a valid session.
+        unsafe { sys::gnutls_kx_get(self.raw) == sys::GNUTLS_KX_ANON_DH }
+    }
 }

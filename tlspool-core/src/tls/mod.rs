@@ -44,19 +44,28 @@
 //!
 //! # Known limitations
 //!
-//! - Renegotiation and TLS 1.3 key updates requested by this side are not offered; a peer's
-//!   renegotiation request surfaces as [`TlsError::RenegotiationRequested`].
+//! - TLS 1.2 renegotiation runs only after a handshake with secure renegotiation and the
+//!   extended master secret (see [`Session::start_renegotiation`]); a peer's request surfaces
+//!   as [`TlsError::RenegotiationRequested`] for the caller to accept or reject. TLS 1.3 key
+//!   updates requested by this side are not offered.
 //! - The server's [`CredentialSelector`] runs synchronously inside the handshake, so it cannot
 //!   wait for an application callback (the TLS Pool's LOCALID_CHECK).
-//! - Only X.509 credentials are set up; raw public keys, OpenPGP, anonymous and DTLS sessions
-//!   are not.
+//! - X.509 credentials and RFC 7250 raw public keys are set up (see [`CertificateTypes`]);
+//!   RFC 6091 OpenPGP certificates and anonymous sessions are not. DTLS sessions are made by
+//!   [`Session::new_dtls`].
 //! - The handshake timeout is checked by GnuTLS when [`Session::handshake`] runs, so a caller
 //!   that waits for the peer still needs its own timer.
 //! - PKCS#11 modules and the PIN callback are process-wide, as GnuTLS keeps them.
 
 mod certgen;
 mod credentials;
+mod dtls;
 mod error;
+#[allow(
+    unsafe_code,
+    reason = "the GnuTLS external-key FFI boundary; each block states its invariant"
+)]
+mod extkey;
 #[allow(
     unsafe_code,
     reason = "the GnuTLS FFI boundary; each block states its invariant"
@@ -67,6 +76,13 @@ mod ffi;
     reason = "the GnuTLS X.509 writing FFI boundary; each block states its invariant"
 )]
 mod ffi_x509;
+#[allow(
+    unsafe_code,
+    reason = "the GnuTLS raw public key FFI boundary; each block states its invariant"
+)]
+mod rawpk;
+mod privacy;
+mod renegotiate;
 mod session;
 
 pub use certgen::{
@@ -76,7 +92,12 @@ pub use credentials::{
     Credentials, CredentialsBuilder, Encoding, PinCallback, PinRequest, PrivateKeySource,
     TrustAnchors, pkcs11_add_provider, set_pin_callback,
 };
+pub use dtls::{CookieKey, CookieState, DEFAULT_DTLS_MTU, DtlsConfig, HelloCookie, MIN_DTLS_MTU};
 pub use error::{TlsError, VerifyError};
+pub use extkey::{ExternalKey, ExternalKeyAlgorithm, ExternalSigner, SignInput};
+pub use rawpk::CertificateTypes;
+pub use privacy::precursor_priority;
+pub use renegotiate::{RenegotiationSecurity, RenegotiationStatus};
 pub use session::{
     CertificateType, ChannelBinding, ClientCertificate, CredentialSelector,
     GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT, HandshakeStatus, MAX_RECORD_PLAINTEXT, ProtocolVersion,

@@ -12,6 +12,7 @@ use tracing::{debug, trace};
 use super::credentials::{Credentials, TrustAnchors};
 use super::error::{TlsError, VerifyError};
 use super::ffi;
+use super::rawpk::CertificateTypes;
 
 /// Largest plaintext [`Session::write_plaintext`] puts in one record (TLS's 2^14 bytes).
 pub const MAX_RECORD_PLAINTEXT: usize = 16 * 1024;
@@ -66,6 +67,10 @@ pub struct SessionConfig {
     /// Server only: picks credentials by the client's SNI once the ClientHello is parsed. The
     /// credentials given to [`Session::new`] apply until then, and throughout without a selector.
     pub credential_selector: Option<CredentialSelector>,
+    /// Certificate types offered and accepted, in order of preference. Any mode but
+    /// [`CertificateTypes::X509Only`] appends its
+    /// [`priority_suffix`](CertificateTypes::priority_suffix) to `priority`.
+    pub certificate_types: CertificateTypes,
 }
 
 impl SessionConfig {
@@ -79,6 +84,7 @@ impl SessionConfig {
             client_cert: ClientCertificate::default(),
             handshake_timeout: None,
             credential_selector: None,
+            certificate_types: CertificateTypes::default(),
         }
     }
 }
@@ -92,6 +98,7 @@ impl fmt::Debug for SessionConfig {
             .field("client_cert", &self.client_cert)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("credential_selector", &self.credential_selector.is_some())
+            .field("certificate_types", &self.certificate_types)
             .finish()
     }
 }
@@ -196,7 +203,7 @@ pub enum ChannelBinding {
 /// [`pending_ciphertext`]: Self::pending_ciphertext
 /// [`consume`]: Self::consume
 pub struct Session {
-    handle: ffi::SessionHandle,
+    pub(super) handle: ffi::SessionHandle,
     role: Role,
     handshake_done: bool,
 }
@@ -221,16 +228,29 @@ impl Session {
     /// [`TlsError::InvalidPriority`] for a priority string GnuTLS rejects,
     /// [`TlsError::InteriorNul`] for a string with a NUL byte, or [`TlsError::Library`].
     pub fn new(config: SessionConfig, credentials: &Credentials) -> Result<Self, TlsError> {
-        let mut handle = ffi::SessionHandle::new(config.role == Role::Server)?;
+        let server = config.role == Role::Server;
+        let handle = ffi::SessionHandle::new(server, config.certificate_types.init_flags())?;
+        Self::configure(handle, config, credentials)
+    }
 
-        let priority =
-            CString::new(config.priority.as_str()).map_err(|_| TlsError::InteriorNul {
-                field: "priority string",
-            })?;
+    /// Applies `config` and `credentials` to a fresh TLS or DTLS handle.
+    pub(super) fn configure(
+        mut handle: ffi::SessionHandle,
+        config: SessionConfig,
+        credentials: &Credentials,
+    ) -> Result<Self, TlsError> {
+        let priority_text = format!(
+            "{}{}",
+            config.priority,
+            config.certificate_types.priority_suffix()
+        );
+        let priority = CString::new(priority_text.as_str()).map_err(|_| TlsError::InteriorNul {
+            field: "priority string",
+        })?;
         handle
             .set_priority(&priority)
             .map_err(|(code, position)| TlsError::InvalidPriority {
-                priority: config.priority.clone(),
+                priority: priority_text.clone(),
                 position,
                 message: ffi::strerror(code),
             })?;
@@ -475,10 +495,25 @@ impl Session {
         self.handle.peer_certificates()
     }
 
+    /// Returns the DER SubjectPublicKeyInfo the peer sent as its RFC 7250 raw public key, or
+    /// `None` when the peer's certificate type is not a raw public key or it sent none.
+    pub fn peer_raw_public_key(&self) -> Option<Vec<u8>> {
+        if self.peer_certificate_type() != CertificateType::RawPublicKey {
+            return None;
+        }
+        self.peer_certificates().into_iter().next()
+    }
+
     /// Returns the certificate this side sent in the handshake as DER, or `None` when it sent
     /// none (an anonymous client, or a raw public key).
     pub fn local_certificate(&self) -> Option<Vec<u8>> {
         self.handle.local_certificate()
+    }
+
+    /// Returns the DER OCSP response the peer stapled for its end certificate (RFC 6066
+    /// `status_request`), or `None` when it stapled none.
+    pub fn stapled_ocsp_response(&self) -> Option<Vec<u8>> {
+        self.handle.stapled_ocsp_response()
     }
 
     /// Returns, on the server side, the first DNS name of the client's SNI extension.

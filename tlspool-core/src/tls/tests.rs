@@ -13,6 +13,9 @@ use zeroize::Zeroizing;
 use super::*;
 
 mod certgen;
+mod privacy;
+mod rawpk;
+mod renegotiate;
 
 const TLS12: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.2";
 pub(crate) const TLS13: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.3";

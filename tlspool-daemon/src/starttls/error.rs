@@ -51,10 +51,12 @@ pub enum StartTlsError {
     #[error("TLS Pool does not implement the peer role (local client and server at once)")]
     PeerRoleNotImplemented,
 
-    /// `ipproto` names UDP or SCTP, for which no transport is built.
-    #[error("TLS Pool does not implement STARTTLS over {transport} (ipproto {ipproto}) yet")]
-    TransportNotImplemented {
-        /// `UDP` or `SCTP`.
+    /// `ipproto` names a transport this system cannot run STARTTLS over (SCTP).
+    #[error(
+        "STARTTLS over {transport} (ipproto {ipproto}) is not supported on this system; use TCP (6) or UDP (17)"
+    )]
+    TransportUnsupported {
+        /// `SCTP`.
         transport: &'static str,
         /// The `ipproto` field.
         ipproto: u8,
@@ -67,9 +69,39 @@ pub enum StartTlsError {
         ipproto: u8,
     },
 
-    /// The request has `RENEGOTIATE` set.
-    #[error("TLS Pool does not implement STARTTLS renegotiation yet")]
-    RenegotiationNotImplemented,
+    /// A `RENEGOTIATE` request arrived with a descriptor, which it must not carry.
+    #[error("TLS Pool takes no descriptor with a RENEGOTIATE request")]
+    SuperfluousSocket,
+
+    /// No session with the `ctlkey` of a `RENEGOTIATE` request is attached to this connection.
+    #[error("TLS Pool finds no session with this ctlkey attached to this connection")]
+    RenegotiationSessionNotFound,
+
+    /// The session cannot renegotiate now: it uses TLS 1.3, or another renegotiation runs.
+    #[error("TLS Pool cannot renegotiate the session: {reason}")]
+    RenegotiationNotInterruptible {
+        /// Why, such as the protocol version.
+        reason: String,
+    },
+
+    /// The peer lacks secure renegotiation or the extended master secret; the session ends.
+    #[error("TLS Pool rejects the renegotiation and ends the session: {reason}")]
+    RenegotiationInsecure {
+        /// Which protection is missing.
+        reason: String,
+    },
+
+    /// The peer declined the renegotiation with a no_renegotiation alert; the session goes on
+    /// with its earlier keys.
+    #[error("TLS Pool requested a renegotiation, but the peer rejected it; the session continues")]
+    RenegotiationRejected,
+
+    /// The new handshake failed, which ended the session.
+    #[error("TLS Pool and peer failed during the renegotiation, which ended the session: {detail}")]
+    RenegotiationFailed {
+        /// The handshake or relay error.
+        detail: String,
+    },
 
     /// A request field is not a DoNAI.
     #[error("TLS Pool rejects {field} {value:?}: {reason}")]
@@ -132,6 +164,17 @@ pub enum StartTlsError {
         local_id: String,
         /// What is wrong with the stored value.
         reason: String,
+    },
+
+    /// The login to the token of a credential's key failed: no PIN, a wrong or locked PIN,
+    /// or a PIN entry service that did not answer.
+    #[error("TLS Pool cannot log in to the token of {local_id}: {source}")]
+    TokenLogin {
+        /// The local identity.
+        local_id: String,
+        /// The PKCS #11 error.
+        #[source]
+        source: tlspool_pkcs11::Pkcs11Error,
     },
 
     /// GnuTLS could not load a credential, for instance because its token key did not open.
@@ -393,8 +436,14 @@ impl StartTlsError {
             Self::CipherSocketNeeded => ErrorCode::CipherSocketNeeded,
             Self::NoLocalRole { .. }
             | Self::PeerRoleNotImplemented
-            | Self::TransportNotImplemented { .. }
-            | Self::RenegotiationNotImplemented => ErrorCode::CommandNotImpl,
+            | Self::TransportUnsupported { .. } => ErrorCode::CommandNotImpl,
+            Self::SuperfluousSocket => ErrorCode::SuperfluousSocket,
+            Self::RenegotiationSessionNotFound => ErrorCode::RenegotiateNotFound,
+            Self::RenegotiationNotInterruptible { .. } => ErrorCode::RenegotiateNotInterruptable,
+            Self::RenegotiationInsecure { .. } => ErrorCode::RenegotiateWouldBeInsecure,
+            Self::RenegotiationRejected | Self::RenegotiationFailed { .. } => {
+                ErrorCode::StirredNotShaken
+            }
             Self::CallbackTableFull => ErrorCode::OutOfMemory,
             Self::ClientDisconnected { .. } | Self::LocalIdSelectionDisconnected => {
                 ErrorCode::ClientDisconnect
@@ -520,13 +569,46 @@ mod tests {
     }
 
     #[test]
+    fn renegotiation_failures_have_protocol_codes() {
+        let cases = [
+            (
+                StartTlsError::SuperfluousSocket,
+                ErrorCode::SuperfluousSocket,
+            ),
+            (
+                StartTlsError::RenegotiationSessionNotFound,
+                ErrorCode::RenegotiateNotFound,
+            ),
+            (
+                StartTlsError::RenegotiationNotInterruptible {
+                    reason: "TLS 1.3".to_owned(),
+                },
+                ErrorCode::RenegotiateNotInterruptable,
+            ),
+            (
+                StartTlsError::RenegotiationInsecure {
+                    reason: "no RFC 5746".to_owned(),
+                },
+                ErrorCode::RenegotiateWouldBeInsecure,
+            ),
+            (
+                StartTlsError::RenegotiationRejected,
+                ErrorCode::StirredNotShaken,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(error.tlserrno(), code.code(), "{error}");
+        }
+    }
+
+    #[test]
     fn role_and_transport_gaps_are_notimpl() {
         for error in [
             StartTlsError::PeerRoleNotImplemented,
             StartTlsError::NoLocalRole { flags: 0 },
-            StartTlsError::TransportNotImplemented {
-                transport: "UDP",
-                ipproto: 17,
+            StartTlsError::TransportUnsupported {
+                transport: "SCTP",
+                ipproto: 132,
             },
         ] {
             assert_eq!(

@@ -23,9 +23,12 @@
 mod callback;
 mod client_hello;
 mod credentials;
+mod dtls;
 mod error;
 mod onthefly;
 mod peer;
+mod privacy;
+mod renegotiate;
 mod validation;
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -44,16 +47,21 @@ use tlspool_core::tls::{
 use tlspool_proto::{Identity, Payload, Record, StartTls, StartTlsFlags, TIMEOUT_DEFAULT};
 
 pub use credentials::{CACHE_TTL, CredentialLoader, MAX_CONCURRENT_LOOKUPS};
+pub use dtls::DtlsSettings;
 pub use error::StartTlsError;
 pub use onthefly::OnTheFlySigner;
+pub use privacy::PrivacySettings;
 pub use validation::Validation;
 
 use crate::commands::CommandContext;
 use crate::lidentry::{Choice, LidEntryService};
+use crate::pinentry::PinEntryService;
 use crate::protocol::Request;
 use crate::sessions::Registration;
+use privacy::PrivacyOutcome;
 use callback::Caller;
-use credentials::LocalCredential;
+use credentials::{LocalCredential, certificate_types};
+use dtls::CipherTransport;
 
 /// GnuTLS's default handshake timeout (`GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT`, 40 s in GnuTLS
 /// 3.7), for a request whose timeout is 0.
@@ -68,34 +76,46 @@ const IPPROTO_UDP: u8 = 17;
 const IPPROTO_SCTP: u8 = 132;
 
 /// What every STARTTLS request of the daemon shares: the databases, the GnuTLS priority, the
-/// credential loader, the local identity selection service and the on-the-fly signer.
+/// credential loader, the PIN entry service, the local identity selection service and the
+/// on-the-fly signer.
 #[derive(Debug)]
 pub struct TlsResources {
     /// The databases, or `None` without `dbenv_dir`.
     pub databases: Option<DbEnv>,
     /// The GnuTLS priority string (`tls_priority`).
     pub priority: String,
+    /// Whether X.509 is preferred over an OpenPGP raw public key when both sides can use
+    /// either (`tls_prefer_x509`).
+    pub prefer_x509: bool,
     /// The runner and cache of credential lookups, bounded by `pkcs11_timeout`.
     pub credentials: CredentialLoader,
     /// The validation expression settings and online checks.
     pub validation: Validation,
+    /// The settings and cookie secret of DTLS sessions (`ipproto` 17).
+    pub dtls: DtlsSettings,
+    /// The PIN entry service that token logins ask after `pkcs11_pin`.
+    pub pin_entry: Arc<PinEntryService>,
     /// The local identity selection service that client handshakes consult.
     pub lidentry: LidEntryService,
     /// The signer of on-the-fly certificates, when one is configured.
     pub on_the_fly: Option<OnTheFlySigner>,
+    /// The privacy mode settings and registry.
+    pub privacy: PrivacySettings,
 }
 
 /// A session whose final reply is due: the handshake is done, the peer validated and the
 /// control key registered.
 struct Established {
     session: Session,
-    cipher: CipherSocket,
+    cipher: CipherTransport,
     plaintext: OwnedFd,
     registration: Registration,
     queries: QueryReceiver,
     reply: StartTls,
     /// The request id of the final reply: that of the last callback response.
     reqid: u16,
+    /// Application data received before privacy mode authenticated the peer.
+    early_plaintext: Vec<u8>,
 }
 
 /// Serves one STARTTLS request: negotiates the session, sends the final reply or the ERROR,
@@ -103,6 +123,17 @@ struct Established {
 pub(crate) async fn serve(request: Request, context: CommandContext) {
     let connection = context.connection.0;
     let request_reqid = request.record.reqid;
+    if let Payload::StartTls(params) = &request.record.payload {
+        if params.flags.contains(StartTlsFlags::RENEGOTIATE) {
+            let reply =
+                renegotiate::serve(request_reqid, params.clone(), request.fd, &context).await;
+            if let Err(error) = context.writer.send_record(&reply, None).await {
+                debug!(target: TARGET_TLS, connection, reqid = request_reqid, %error,
+                    "sending the renegotiation reply failed");
+            }
+            return;
+        }
+    }
     match negotiate(request, &context).await {
         Ok(established) => {
             let reply = Record::new(
@@ -139,20 +170,38 @@ async fn relay_session(established: Established, connection: u64) {
         plaintext,
         registration,
         queries,
+        early_plaintext,
         ..
     } = established;
-    let outcome = relay::run_with_queries(
-        session,
-        cipher.into_fd(),
-        plaintext,
-        registration.stop_signal(),
-        queries,
-    )
-    .await;
+    let stop = registration.stop_signal();
+    let outcome = match cipher {
+        CipherTransport::Stream(cipher) => {
+            let cipher = cipher.into_fd();
+            relay::run_with_early_plaintext(
+                session,
+                cipher,
+                plaintext,
+                stop,
+                queries,
+                early_plaintext,
+            )
+            .await
+        }
+        CipherTransport::Datagram {
+            socket,
+            idle_timeout,
+        } => {
+            let idle_timeout = Some(idle_timeout);
+            relay::run_datagram(session, socket, plaintext, stop, queries, idle_timeout).await
+        }
+    };
     let end = match &outcome.end {
         RelayEnd::Closed => "closed".to_owned(),
         RelayEnd::HungUp(role) => format!("{role} side hung up"),
         RelayEnd::Stopped => "control connection closed".to_owned(),
+        RelayEnd::IdleTimedOut { idle } => {
+            format!("no datagram from the DTLS peer for {} s", idle.as_secs())
+        }
         RelayEnd::Failed(error) => error.to_string(),
         other => format!("{other:?}"),
     };
@@ -211,9 +260,6 @@ impl Negotiation<'_> {
         // Step 1: FORK is remembered, not echoed; the ciphertext socket is required.
         self.forked = self.params.flags.contains(StartTlsFlags::FORK);
         self.params.flags.remove(StartTlsFlags::FORK);
-        if self.params.flags.contains(StartTlsFlags::RENEGOTIATE) {
-            return Err(StartTlsError::RenegotiationNotImplemented);
-        }
         let cipher_fd = cipher_fd.ok_or(StartTlsError::CipherSocketNeeded)?;
         let peer_port = validation::peer_port(cipher_fd.as_fd());
         let role = normalise_roles(&mut self.params.flags)?;
@@ -228,15 +274,25 @@ impl Negotiation<'_> {
             limit,
         });
 
-        let (session, cipher, local_id) = match role {
+        let (mut session, cipher, local_id) = match role {
             Role::Client => self.client_handshake(cipher_fd, deadline).await?,
             Role::Server => self.server_handshake(cipher_fd, deadline).await?,
+        };
+        let (privacy, early_plaintext) = match &cipher {
+            CipherTransport::Stream(stream) if self.offers_privacy(role) => {
+                let settings = &self.resources.privacy;
+                let priority = &self.resources.priority;
+                privacy::authenticate(&mut session, stream, priority, settings.max_preauth, deadline)
+                    .await?
+            }
+            _ => (PrivacyOutcome::NotAttempted, Vec::new()),
         };
         let request = peer::PeerRequest {
             flags: self.params.flags,
             remote_id: self.params.remoteid.as_str(),
             local_id: &local_id,
             peer_port,
+            privacy,
         };
         let validation = &self.resources.validation;
         // NOTE: peer validation still reads the trust database on the async worker.
@@ -245,7 +301,8 @@ impl Negotiation<'_> {
         self.params.localid = identity_field("localid", &local_id)?;
         self.params.remoteid = identity_field("remoteid", &remote_id)?;
         debug!(target: TARGET_TLS, connection = self.context.connection.0, reqid = self.reqid,
-            local_id, remote_id, version = ?session.protocol_version(), "peer validated");
+            local_id, remote_id, version = ?session.protocol_version(),
+            peer_certificate_type = ?session.peer_certificate_type(), "peer validated");
 
         let plaintext = match self.plaintext.take() {
             Some(fd) => fd,
@@ -279,7 +336,17 @@ impl Negotiation<'_> {
             queries,
             reply: self.params.clone(),
             reqid: self.reqid,
+            early_plaintext,
         })
+    }
+
+    /// Returns whether this request offers the privacy mode precursor in the local `role`.
+    fn offers_privacy(&self, role: Role) -> bool {
+        !self.is_datagram()
+            && self
+                .resources
+                .privacy
+                .permits(self.params.service.as_str(), role)
     }
 
     /// Handshakes as a TLS client with the credential disclosed to the remote identity.
@@ -287,7 +354,7 @@ impl Negotiation<'_> {
         &mut self,
         cipher_fd: OwnedFd,
         deadline: Option<Deadline>,
-    ) -> Result<(Session, CipherSocket, String), StartTlsError> {
+    ) -> Result<(Session, CipherTransport, String), StartTlsError> {
         let remote_id = self.params.remoteid.as_str().to_owned();
         let credential = self.client_credential(&remote_id).await?;
 
@@ -303,9 +370,10 @@ impl Negotiation<'_> {
                 (anonymous, String::new())
             }
         };
-        let session = Session::new(config, &credentials)
-            .map_err(|source| StartTlsError::SessionSetup { source })?;
-        let (session, cipher) = drive(session, cipher_fd, &[], deadline, None).await?;
+        config.certificate_types = certificate_types(&credentials, self.resources.prefer_x509);
+        let session = self.new_session(config, &credentials, None, cipher_fd.as_fd())?;
+        let dtls = &self.resources.dtls;
+        let (session, cipher) = drive(session, cipher_fd, &[], deadline, None, dtls).await?;
         Ok((session, cipher, local_id))
     }
 
@@ -314,7 +382,7 @@ impl Negotiation<'_> {
         &mut self,
         cipher_fd: OwnedFd,
         deadline: Option<Deadline>,
-    ) -> Result<(Session, CipherSocket, String), StartTlsError> {
+    ) -> Result<(Session, CipherTransport, String), StartTlsError> {
         let mut config = self.session_config(Role::Server, deadline);
         let preset = self.params.localid.as_str().to_owned();
         let check = self.params.flags.contains(StartTlsFlags::LOCALID_CHECK);
@@ -322,9 +390,19 @@ impl Negotiation<'_> {
         // Without a preset identity the credential follows the client's server name. The
         // ClientHello is read first so that the lookup runs off the handshake, which calls the
         // credential selector synchronously.
-        if check || preset.is_empty() {
-            let hello = with_deadline(deadline, client_hello::read(cipher_fd)).await?;
-            let (cipher_fd, received, server_name) = hello?;
+        // A DTLS server always reads the ClientHello first, because the cookie exchange
+        // precedes the session.
+        if check || preset.is_empty() || self.is_datagram() {
+            let (cipher_fd, received, server_name, cookie) = if self.is_datagram() {
+                let dtls = &self.resources.dtls;
+                let hello = with_deadline(deadline, dtls::read_hello(cipher_fd, dtls)).await??;
+                let fd = hello.socket.into_fd();
+                (fd, hello.datagram, hello.server_name, Some(hello.cookie))
+            } else {
+                let hello = with_deadline(deadline, client_hello::read(cipher_fd)).await?;
+                let (fd, received, server_name) = hello?;
+                (fd, received, server_name, None)
+            };
             let (field, proposal) = match (preset.is_empty(), server_name) {
                 (false, name) => {
                     check_server_name(&preset, name.as_deref())?;
@@ -339,9 +417,13 @@ impl Negotiation<'_> {
                 (field, proposal)
             };
             let found = self.server_credential(field, &chosen).await?;
-            let session = Session::new(config, &found.credentials)
-                .map_err(|source| StartTlsError::SessionSetup { source })?;
-            let (session, cipher) = drive(session, cipher_fd, &received, deadline, None).await?;
+            config.certificate_types =
+                certificate_types(&found.credentials, self.resources.prefer_x509);
+            let session =
+                self.new_session(config, &found.credentials, cookie, cipher_fd.as_fd())?;
+            let dtls = &self.resources.dtls;
+            let (session, cipher) =
+                drive(session, cipher_fd, &received, deadline, None, dtls).await?;
             return Ok((session, cipher, found.local_id));
         }
 
@@ -352,9 +434,12 @@ impl Negotiation<'_> {
             credentials: found.credentials.clone(),
         };
         config.credential_selector = Some(selector(preset_credential, Arc::clone(&choice)));
-        let session = Session::new(config, &found.credentials)
-            .map_err(|source| StartTlsError::SessionSetup { source })?;
-        let (session, cipher) = drive(session, cipher_fd, &[], deadline, Some(&choice)).await?;
+        config.certificate_types =
+            certificate_types(&found.credentials, self.resources.prefer_x509);
+        let session = self.new_session(config, &found.credentials, None, cipher_fd.as_fd())?;
+        let dtls = &self.resources.dtls;
+        let (session, cipher) =
+            drive(session, cipher_fd, &[], deadline, Some(&choice), dtls).await?;
         let local_id = lock(&choice).local_id.clone().unwrap_or(preset);
         Ok((session, cipher, local_id))
     }
@@ -491,10 +576,44 @@ impl Negotiation<'_> {
         Ok(answer.local_id)
     }
 
+    /// Returns whether the request runs DTLS over UDP.
+    fn is_datagram(&self) -> bool {
+        self.params.ipproto == IPPROTO_UDP
+    }
+
+    /// Creates the TLS session, or for UDP the DTLS session with the path MTU of `cipher`.
+    fn new_session(
+        &self,
+        config: SessionConfig,
+        credentials: &tls::Credentials,
+        cookie: Option<tls::CookieState>,
+        cipher: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<Session, StartTlsError> {
+        let role = config.role;
+        let session = if self.is_datagram() {
+            let mut dtls = tls::DtlsConfig::new(self.resources.dtls.mtu_for(cipher));
+            dtls.cookie = cookie;
+            Session::new_dtls(config, credentials, dtls)
+        } else {
+            Session::new(config, credentials)
+        };
+        let mut session = session.map_err(|source| StartTlsError::SessionSetup { source })?;
+        if self.offers_privacy(role) {
+            session
+                .offer_anonymous_precursor(&self.resources.priority)
+                .map_err(|source| StartTlsError::SessionSetup { source })?;
+        }
+        Ok(session)
+    }
+
     fn session_config(&self, role: Role, deadline: Option<Deadline>) -> SessionConfig {
         let flags = self.params.flags;
         let mut config = SessionConfig::new(role);
-        config.priority.clone_from(&self.resources.priority);
+        if self.is_datagram() {
+            config.priority.clone_from(&self.resources.dtls.priority);
+        } else {
+            config.priority.clone_from(&self.resources.priority);
+        }
         config.handshake_timeout = deadline.map(Deadline::remaining);
         config.client_cert = if flags.contains(StartTlsFlags::IGNORE_REMOTEID) {
             ClientCertificate::Ignore
@@ -534,34 +653,60 @@ fn selector(preset: LocalCredential, choice: Arc<Mutex<SelectorChoice>>) -> Cred
     })
 }
 
-/// Runs the handshake of `session` over `cipher_fd`, feeding `received` first, until
-/// `deadline`. A failure of the server's selector replaces the handshake error it caused.
+/// Runs the handshake of `session` over `cipher_fd`, feeding `received` first (for DTLS, as
+/// one datagram), until `deadline`. A failure of the server's selector replaces the handshake
+/// error it caused.
 async fn drive(
     mut session: Session,
     cipher_fd: OwnedFd,
     received: &[u8],
     deadline: Option<Deadline>,
     choice: Option<&Arc<Mutex<SelectorChoice>>>,
-) -> Result<(Session, CipherSocket), StartTlsError> {
-    let cipher = CipherSocket::new(cipher_fd).map_err(StartTlsError::from_handshake)?;
-    session.feed_ciphertext(received);
+    dtls: &DtlsSettings,
+) -> Result<(Session, CipherTransport), StartTlsError> {
     let timeout = deadline.map(Deadline::remaining);
-    let Err(error) = relay::drive_handshake(&mut session, &cipher, timeout).await else {
-        return Ok((session, cipher));
+    let result = if session.is_datagram() {
+        let socket = dtls::datagram_socket(cipher_fd)?;
+        if !received.is_empty() {
+            session.feed_datagram(received);
+        }
+        match relay::drive_dtls_handshake(&mut session, &socket, timeout).await {
+            Ok(()) => Ok(CipherTransport::Datagram {
+                socket,
+                idle_timeout: dtls.idle_timeout,
+            }),
+            Err(error) => Err(error),
+        }
+    } else {
+        let cipher = CipherSocket::new(cipher_fd).map_err(StartTlsError::from_handshake)?;
+        session.feed_ciphertext(received);
+        match relay::drive_handshake(&mut session, &cipher, timeout).await {
+            Ok(()) => Ok(CipherTransport::Stream(cipher)),
+            Err(error) => Err(error),
+        }
+    };
+    let error = match result {
+        Ok(cipher) => return Ok((session, cipher)),
+        Err(error) => error,
     };
     if let Some(failure) = choice.and_then(|choice| lock(choice).failure.take()) {
         return Err(failure);
     }
+    Err(drive_error(error, deadline))
+}
+
+/// Classifies a failure of the handshake driver, naming the request's timeout when it passed.
+fn drive_error(error: RelayError, deadline: Option<Deadline>) -> StartTlsError {
     let timed_out = match &error {
         RelayError::HandshakeTimedOut { .. } => true,
         RelayError::Tls { source, .. } => matches!(source, TlsError::HandshakeTimeout),
         _ => false,
     };
     match deadline {
-        Some(deadline) if timed_out => Err(StartTlsError::HandshakeTimedOut {
+        Some(deadline) if timed_out => StartTlsError::HandshakeTimedOut {
             timeout: deadline.limit,
-        }),
-        _ => Err(StartTlsError::from_handshake(error)),
+        },
+        _ => StartTlsError::from_handshake(error),
     }
 }
 
@@ -615,14 +760,12 @@ fn normalise_roles(flags: &mut StartTlsFlags) -> Result<Role, StartTlsError> {
     }
 }
 
+/// Accepts TCP (TLS) and UDP (DTLS, whether or not the request sets `DTLS`).
 fn check_transport(ipproto: u8) -> Result<(), StartTlsError> {
     match ipproto {
-        IPPROTO_TCP => Ok(()),
-        IPPROTO_UDP => Err(StartTlsError::TransportNotImplemented {
-            transport: "UDP",
-            ipproto,
-        }),
-        IPPROTO_SCTP => Err(StartTlsError::TransportNotImplemented {
+        IPPROTO_TCP | IPPROTO_UDP => Ok(()),
+        // NOTE: DTLS over SCTP (RFC 6083) is not built, and this kernel has no SCTP to test it.
+        IPPROTO_SCTP => Err(StartTlsError::TransportUnsupported {
             transport: "SCTP",
             ipproto,
         }),
@@ -705,15 +848,12 @@ mod tests {
     }
 
     #[test]
-    fn transports_other_than_tcp_fail() {
+    fn transports_tcp_and_udp_only() {
         assert!(check_transport(IPPROTO_TCP).is_ok());
-        assert!(matches!(
-            check_transport(IPPROTO_UDP),
-            Err(StartTlsError::TransportNotImplemented { .. })
-        ));
+        assert!(check_transport(IPPROTO_UDP).is_ok());
         assert!(matches!(
             check_transport(IPPROTO_SCTP),
-            Err(StartTlsError::TransportNotImplemented { .. })
+            Err(StartTlsError::TransportUnsupported { .. })
         ));
         assert!(matches!(
             check_transport(0),

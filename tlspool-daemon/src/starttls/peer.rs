@@ -21,12 +21,15 @@ use tlspool_validate::predicates::{AnchorPkix, Finding, evaluate};
 use tlspool_validate::valexp::Predicate;
 use tlspool_validate::x509::{
     AnchorSet, Certificate, PathValidator, PeerRole, RevocationPolicy, TrustDb, ValidPath,
-    ValidateError, check_name, check_revocation, pin_status,
+    ValidateError, check_name, check_revocation_stapled, pin_status,
 };
 
 use super::credentials::parse_donai;
 use super::error::StartTlsError;
+use super::privacy::PrivacyOutcome;
 use super::validation::{self, CHECK_TIMEOUT, DaneService, HandshakeChecks, Source, Validation};
+
+mod openpgp;
 
 /// The validation expression that the trust database uses for "no constraint".
 const NO_CONSTRAINT: &str = "1";
@@ -40,6 +43,8 @@ pub(crate) struct PeerRequest<'a> {
     pub local_id: &'a str,
     /// The TCP port of the peer.
     pub peer_port: Option<u16>,
+    /// What privacy mode did in the handshake, for `A` and `a`.
+    pub privacy: PrivacyOutcome,
 }
 
 /// The peer, ready for the expression: the sources and every input of the checks.
@@ -57,6 +62,8 @@ pub(crate) struct Prepared {
     /// The identity of the directory check: the requested one or the certificate's.
     directory_id: String,
     ignore_caches: bool,
+    /// The peer's OpenPGP key (a transferable public key) when it sent a raw public key.
+    openpgp_key: Option<Vec<u8>>,
 }
 
 /// Either an identity decided without an expression or a peer to evaluate.
@@ -86,6 +93,9 @@ pub(crate) fn prepare(
     let flags = request.flags;
     if flags.contains(StartTlsFlags::IGNORE_REMOTEID) {
         return Ok(Peer::Decided(String::new()));
+    }
+    if let Some(raw_key) = session.peer_raw_public_key() {
+        return openpgp::prepare(databases, validation, session, request, &raw_key);
     }
     let chain_der = session.peer_certificates();
     if chain_der.is_empty() {
@@ -130,12 +140,16 @@ pub(crate) fn prepare(
         }
         anchors.add_anchor(valid.anchor.clone());
     }
-    let (trusted, revocation_lists) = revocation_findings(&store, &path, now);
+    let stapled = session.stapled_ocsp_response();
+    let stapled = stapled.as_deref();
+    let (trusted, revocation_lists) = revocation_findings(&store, &path, now, stapled);
     let mut causes = HashMap::new();
     let (trust_cause, list_cause) = match &path {
         Ok(valid) => (
-            check_revocation(&store, valid, RevocationPolicy::AllowMissing, now).err(),
-            check_revocation(&store, valid, RevocationPolicy::RequireList, now).err(),
+            check_revocation_stapled(&store, valid, RevocationPolicy::AllowMissing, now, stapled)
+                .err(),
+            check_revocation_stapled(&store, valid, RevocationPolicy::RequireList, now, stapled)
+                .err(),
         ),
         Err(error) => (Some(error.clone()), Some(error.clone())),
     };
@@ -184,63 +198,13 @@ pub(crate) fn prepare(
     drop(txn);
 
     let local_entries = local_entries(databases, request.local_id)?;
-    for entry in local_entries
-        .iter()
-        .filter(|entry| entry.credential_type == CredentialType::Valexp)
-    {
-        if let Some(text) = &entry.pkcs11_uri {
-            sources.push(Source {
-                origin: "the local identity",
-                text: text.trim().to_owned(),
-            });
-        }
-    }
-    if let Some(text) = validation.validate_default() {
-        sources.push(Source {
-            origin: "validate_default",
-            text: text.to_owned(),
-        });
-    }
+    push_local_sources(&local_entries, validation, &mut sources);
     role_findings(role, &local_entries, &mut set);
     set_identity_findings(leaf, request.remote_id, &mut set);
     let forward = forward_secrecy(session);
     set('F', forward.clone());
     set('f', forward);
-    for letter in ['L', 'l'] {
-        set(
-            letter,
-            Finding::new(false, "local security levels are not implemented"),
-        );
-    }
-    set(
-        'A',
-        Finding::new(
-            false,
-            "privacy mode is not implemented, so no precursor ran",
-        ),
-    );
-    set(
-        'a',
-        Finding::new(
-            false,
-            "privacy mode is not implemented, so no precursor was attempted",
-        ),
-    );
-    for letter in ['E', 'e'] {
-        set(
-            letter,
-            Finding::new(false, "per-service extensions are not checked"),
-        );
-    }
-    for letter in ['U', 'u'] {
-        set(letter, Finding::new(false, "user names are not checked"));
-    }
-    for letter in ['Q', 'q'] {
-        set(
-            letter,
-            Finding::new(false, "no quantum-proof mechanism is negotiated"),
-        );
-    }
+    unchecked_findings(request.privacy, &mut set);
 
     let certificate_id = identity_of(leaf);
     let requested = (!request.remote_id.is_empty()).then(|| request.remote_id.to_owned());
@@ -273,6 +237,7 @@ pub(crate) fn prepare(
         identity,
         directory_id,
         ignore_caches: request.flags.contains(StartTlsFlags::IGNORE_CACHES),
+        openpgp_key: None,
     })))
 }
 
@@ -296,7 +261,8 @@ pub(crate) async fn decide(peer: Peer, validation: &Validation) -> Result<String
         prepared.chain_der,
         prepared.pkix,
         prepared.ignore_caches,
-    );
+    )
+    .with_openpgp_key(prepared.openpgp_key);
     let verdict = evaluate(form, &checks, CHECK_TIMEOUT).await;
     let decided = verdict.decided_text();
     if verdict.accepted {
@@ -324,12 +290,43 @@ pub(crate) async fn decide(peer: Peer, validation: &Validation) -> Result<String
     })
 }
 
+/// Decides `A` and `a` from `privacy`, and the predicates this daemon does not check (`L`,
+/// `l`, `E`, `e`, `U`, `u`, `Q` and `q`), each false with the reason.
+fn unchecked_findings(privacy: PrivacyOutcome, set: &mut impl FnMut(char, Finding)) {
+    let (ran, attempted) = privacy_findings(privacy);
+    set('A', ran);
+    set('a', attempted);
+    for letter in ['L', 'l'] {
+        set(
+            letter,
+            Finding::new(false, "local security levels are not implemented"),
+        );
+    }
+    for letter in ['E', 'e'] {
+        set(
+            letter,
+            Finding::new(false, "per-service extensions are not checked"),
+        );
+    }
+    for letter in ['U', 'u'] {
+        set(letter, Finding::new(false, "user names are not checked"));
+    }
+    for letter in ['Q', 'q'] {
+        set(
+            letter,
+            Finding::new(false, "no quantum-proof mechanism is negotiated"),
+        );
+    }
+}
+
 /// Decides `T` (and `r`, which is the same: a chain to a trusted anchor that no revocation
-/// list revokes) and `R` (every issuer on the path has a current list).
+/// list or `stapled` OCSP response revokes) and `R` (every certificate on the path has a
+/// current revocation status).
 fn revocation_findings(
     store: &TrustDb<'_, impl db::DbRead>,
     path: &Result<ValidPath, ValidateError>,
     now: SystemTime,
+    stapled: Option<&[u8]>,
 ) -> (Finding, Finding) {
     let valid = match path {
         Ok(valid) => valid,
@@ -341,15 +338,48 @@ fn revocation_findings(
             );
         }
     };
-    let trusted = match check_revocation(store, valid, RevocationPolicy::AllowMissing, now) {
+    let trusted = match check_revocation_stapled(
+        store,
+        valid,
+        RevocationPolicy::AllowMissing,
+        now,
+        stapled,
+    ) {
         Ok(()) => Finding::new(true, "the chain validates to a trusted anchor"),
         Err(error) => Finding::new(false, error.to_string()),
     };
-    let lists = match check_revocation(store, valid, RevocationPolicy::RequireList, now) {
-        Ok(()) => Finding::new(true, "current revocation lists do not list the chain"),
-        Err(error) => Finding::new(false, error.to_string()),
-    };
+    let lists =
+        match check_revocation_stapled(store, valid, RevocationPolicy::RequireList, now, stapled) {
+            Ok(()) => Finding::new(true, "a current revocation status covers the chain"),
+            Err(error) => Finding::new(false, error.to_string()),
+        };
     (trusted, lists)
+}
+
+/// Adds the expressions of the local identity's `LID_TYPE_VALEXP` entries and
+/// `validate_default` to `sources`.
+fn push_local_sources(
+    local_entries: &[LocalIdEntry],
+    validation: &Validation,
+    sources: &mut Vec<Source>,
+) {
+    for entry in local_entries
+        .iter()
+        .filter(|entry| entry.credential_type == CredentialType::Valexp)
+    {
+        if let Some(text) = &entry.pkcs11_uri {
+            sources.push(Source {
+                origin: "the local identity",
+                text: text.trim().to_owned(),
+            });
+        }
+    }
+    if let Some(text) = validation.validate_default() {
+        sources.push(Source {
+            origin: "validate_default",
+            text: text.to_owned(),
+        });
+    }
 }
 
 /// Reads the localid entries of `local_id`; an anonymous client has none.
@@ -367,15 +397,18 @@ fn local_entries(databases: &DbEnv, local_id: &str) -> Result<Vec<LocalIdEntry>,
         .collect())
 }
 
-/// Decides `S`, `s`, `C` and `c` from the local role and the roles of the X.509 credential in
-/// use (the first one usable for the role, as the credential lookup picks it).
+/// Decides `S`, `s`, `C` and `c` from the local role and the roles of the X.509 or OpenPGP
+/// credential in use (the first one usable for the role, as the credential lookup picks it).
 fn role_findings(role: Role, entries: &[LocalIdEntry], set: &mut impl FnMut(char, Finding)) {
     let db_role = match role {
         Role::Client => db::Role::Client,
         Role::Server => db::Role::Server,
     };
     let credential = entries.iter().find(|entry| {
-        entry.credential_type == CredentialType::X509 && entry.is_usable_for(db_role)
+        matches!(
+            entry.credential_type,
+            CredentialType::X509 | CredentialType::OpenPgp
+        ) && entry.is_usable_for(db_role)
     });
     let both = credential.is_some_and(|entry| {
         entry
@@ -459,6 +492,25 @@ fn forward_secrecy(session: &Session) -> Finding {
     }
     let ephemeral = suite.contains("_DHE_") || suite.contains("_ECDHE_");
     Finding::new(ephemeral, format!("cipher suite {suite}"))
+}
+
+/// Decides `A` (the anonymous precursor ran, so the certificates crossed encrypted) and `a`
+/// (privacy mode was attempted).
+fn privacy_findings(privacy: PrivacyOutcome) -> (Finding, Finding) {
+    match privacy {
+        PrivacyOutcome::Ran => {
+            let finding = Finding::new(true, "the anonymous precursor ran before authentication");
+            (finding.clone(), finding)
+        }
+        PrivacyOutcome::Declined => (
+            Finding::new(false, "the peer chose an authenticated first handshake"),
+            Finding::new(true, "the anonymous precursor was offered"),
+        ),
+        PrivacyOutcome::NotAttempted => {
+            let finding = Finding::new(false, "privacy mode was not attempted");
+            (finding.clone(), finding)
+        }
+    }
 }
 
 /// Returns the domain of a DoNAI: the part after the last `@`, or all of it.
