@@ -398,6 +398,8 @@ impl DatagramRelay {
                     let len = len.min(self.cipher_in.len());
                     self.session.feed_datagram(&self.cipher_in[..len]);
                 }
+                // NOTE: `recv` returns 0 for both end of file and a zero-length datagram on a
+                // `SOCK_SEQPACKET` socket, so a zero-length datagram ends the session too.
                 Event::PlaintextReceived(0) if self.plaintext.seqpacket => {
                     self.session
                         .send_close_notify()
