@@ -102,6 +102,18 @@ pub(crate) fn timeout_seconds(value: &str) -> Result<u32, Reason> {
     }
 }
 
+/// Parses `dtls_mtu`: decimal bytes of UDP payload, from 256 (the smallest a DTLS handshake
+/// accepts here) to 65507 (the largest UDP payload over IPv4).
+pub(crate) fn dtls_mtu(value: &str) -> Result<u16, Reason> {
+    match decimal::<u16>(value) {
+        Ok(mtu) if (crate::tls::MIN_DTLS_MTU..=65507).contains(&mtu) => Ok(mtu),
+        _ => Err(format!(
+            "expected a number of bytes from {} to 65507",
+            crate::tls::MIN_DTLS_MTU
+        )),
+    }
+}
+
 /// Parses a TCP or UDP port, 1 to 65535.
 pub(crate) fn port(value: &str) -> Result<u16, Reason> {
     match decimal::<u16>(value) {

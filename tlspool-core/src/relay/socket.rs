@@ -236,10 +236,11 @@ impl std::ops::Deref for ReadBuffer {
     unsafe_code,
     reason = "tokio's registration requires the caller to keep the descriptor open"
 )]
-fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+pub(super) fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     // SAFETY: an `OwnedFd` stays open and returns the same number from `as_raw_fd` until it is
-    // dropped, and `StreamSocket` never replaces it, so the descriptor outlives the
-    // registration, which `AsyncFd` removes before it drops or returns the `OwnedFd`.
+    // dropped, and neither `StreamSocket` nor `DatagramSocket` replaces it, so the descriptor
+    // outlives the registration, which `AsyncFd` removes before it drops or returns the
+    // `OwnedFd`.
     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE | Interest::WRITABLE) }
         .map_err(|e| e.into_parts().1)
 }
