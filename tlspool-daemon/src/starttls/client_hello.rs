@@ -98,6 +98,52 @@ fn reassemble(mut bytes: &[u8]) -> Result<Option<Vec<u8>>, String> {
     }
 }
 
+/// Returns the first `host_name` of the DTLS ClientHello that fills `datagram` (RFC 6347
+/// section 4.3.2: a 13-byte record header, a 12-byte handshake header, and a body with a
+/// `cookie` vector after the session id).
+///
+/// # Errors
+///
+/// A description of the first thing that is not a whole DTLS ClientHello.
+pub(crate) fn dtls_server_name(datagram: &[u8]) -> Result<Option<String>, String> {
+    let mut record = Reader(datagram);
+    let [content_type] = record.array("record type")?;
+    if content_type != CONTENT_HANDSHAKE {
+        return Err(format!("record type {content_type} is not handshake"));
+    }
+    record.take(2 + 8, "record version and sequence number")?;
+
+    let mut handshake = Reader(record.vector(2, "record")?);
+    let [message_type] = handshake.array("handshake type")?;
+    if message_type != CLIENT_HELLO {
+        return Err(format!(
+            "handshake message {message_type} is not ClientHello"
+        ));
+    }
+    let length = handshake.take(3, "handshake length")?;
+    handshake.take(2, "message sequence")?;
+    let offset = handshake.take(3, "fragment offset")?;
+    let fragment = handshake.take(3, "fragment length")?;
+
+    // NOTE: a ClientHello fragmented over several datagrams is rejected, because its
+    // server name could sit in a later one.
+    if offset != [0, 0, 0] || fragment != length {
+        return Err("the ClientHello is fragmented over several datagrams".to_owned());
+    }
+
+    let body = handshake.0;
+    let mut reader = Reader(body);
+    let head = reader.take(2 + 32, "version and random")?;
+    let session_id = reader.vector(1, "legacy_session_id")?;
+    reader.vector(1, "cookie")?;
+
+    let mut tls_body = head.to_vec();
+    tls_body.push(session_id.len() as u8);
+    tls_body.extend_from_slice(session_id);
+    tls_body.extend_from_slice(reader.0);
+    server_name(&tls_body)
+}
+
 /// Returns the first `host_name` of the server_name extension of a ClientHello body.
 fn server_name(body: &[u8]) -> Result<Option<String>, String> {
     let mut reader = Reader(body);
@@ -348,5 +394,36 @@ mod tests {
     fn rejects_oversized_hello() {
         let record = [CONTENT_HANDSHAKE, 3, 1, 0, 4, CLIENT_HELLO, 0x10, 0, 0];
         assert!(scan(&record).unwrap_err().contains("exceeds"));
+    }
+
+    /// Returns the first datagram of a GnuTLS DTLS client: its ClientHello without cookie.
+    fn dtls_client_hello(sni: Option<&str>) -> Vec<u8> {
+        use tlspool_core::tls::{Credentials, DtlsConfig, Role, Session, SessionConfig};
+        let mut config = SessionConfig::new(Role::Client);
+        config.sni = sni.map(str::to_owned);
+        let credentials = Credentials::anonymous_client().unwrap();
+        let mut session = Session::new_dtls(config, &credentials, DtlsConfig::new(1200)).unwrap();
+        session.handshake().unwrap();
+        session.next_datagram().unwrap()
+    }
+
+    #[test]
+    fn dtls_hello_server_name() {
+        let hello = dtls_client_hello(Some("dtls.example"));
+        assert_eq!(
+            dtls_server_name(&hello),
+            Ok(Some("dtls.example".to_owned()))
+        );
+        assert_eq!(dtls_server_name(&dtls_client_hello(None)), Ok(None));
+    }
+
+    #[test]
+    fn dtls_hello_rejects_fragments_and_truncation() {
+        let mut hello = dtls_client_hello(Some("dtls.example"));
+        assert!(dtls_server_name(&hello[..hello.len() - 1]).is_err());
+        // A fragment offset other than 0 (bytes 19 to 21 of the datagram).
+        hello[21] = 1;
+        assert!(dtls_server_name(&hello).is_err());
+        assert!(dtls_server_name(&[23; 40]).is_err());
     }
 }
