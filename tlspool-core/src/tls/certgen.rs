@@ -224,6 +224,7 @@ impl SigningKey {
             PrivateKeySource::Memory { data, encoding } => {
                 PrivateKey::from_memory(data, *encoding == Encoding::Pem)?
             }
+            PrivateKeySource::External(key) => key.to_private_key()?,
         };
         Ok(Self { key })
     }

@@ -1,5 +1,6 @@
-//! X.509 credentials for TLS sessions: a certificate chain with its private key (behind PKCS#11
-//! or in memory), trust anchors, the process-wide PKCS#11 setup and the PIN callback.
+//! Certificate credentials for TLS sessions: an X.509 certificate chain and an RFC 7250 raw
+//! public key, each with its private key (behind PKCS#11 or in memory), trust anchors, the
+//! process-wide PKCS#11 setup and the PIN callback.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,7 +8,8 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 use super::error::TlsError;
-use super::ffi;
+use super::extkey::ExternalKey;
+use super::{ffi, rawpk};
 
 /// Process-wide source of PKCS#11 PINs, see [`set_pin_callback`].
 pub type PinCallback = Box<dyn Fn(&PinRequest) -> Option<Zeroizing<String>> + Send + Sync>;
@@ -69,6 +71,8 @@ pub enum PrivateKeySource {
         /// Their encoding.
         encoding: Encoding,
     },
+    /// A key that signs through a Rust callback, such as an OpenPGP card's.
+    External(ExternalKey),
 }
 
 impl fmt::Debug for PrivateKeySource {
@@ -79,17 +83,21 @@ impl fmt::Debug for PrivateKeySource {
                 .debug_struct("Memory")
                 .field("encoding", encoding)
                 .finish_non_exhaustive(),
+            Self::External(key) => f.debug_tuple("External").field(key).finish(),
         }
     }
 }
 
-/// X.509 certificate credentials for sessions: at most one certificate chain with its key, and
-/// the trust anchors whose names a server sends when it requests a client certificate.
+/// Certificate credentials for sessions: at most one X.509 certificate chain and at most one
+/// raw public key, each with its key, and the trust anchors whose names a server sends when it
+/// requests a client certificate.
 ///
 /// Cloning is cheap and shares the GnuTLS handle; sessions keep it alive while they use it.
 #[derive(Clone)]
 pub struct Credentials {
     pub(super) inner: Arc<ffi::CertificateCredentials>,
+    has_x509: bool,
+    has_raw_public_key: bool,
 }
 
 impl Credentials {
@@ -105,11 +113,24 @@ impl Credentials {
     pub fn anonymous_client() -> Result<Self, TlsError> {
         Self::builder().build()
     }
+
+    /// Returns whether the credentials hold an X.509 certificate chain.
+    pub fn has_x509(&self) -> bool {
+        self.has_x509
+    }
+
+    /// Returns whether the credentials hold a raw public key.
+    pub fn has_raw_public_key(&self) -> bool {
+        self.has_raw_public_key
+    }
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials").finish_non_exhaustive()
+        f.debug_struct("Credentials")
+            .field("has_x509", &self.has_x509)
+            .field("has_raw_public_key", &self.has_raw_public_key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -118,6 +139,7 @@ impl fmt::Debug for Credentials {
 pub struct CredentialsBuilder {
     chain: Vec<Vec<u8>>,
     key: Option<PrivateKeySource>,
+    raw_public_key: Option<(Vec<u8>, PrivateKeySource)>,
     anchors: Vec<Vec<u8>>,
     pending_error: Option<TlsError>,
 }
@@ -145,6 +167,17 @@ impl CredentialsBuilder {
         self
     }
 
+    /// Sets the RFC 7250 raw public key, a DER SubjectPublicKeyInfo, with its private key. It
+    /// is sent instead of the certificate chain when the handshake negotiates raw public keys.
+    pub fn raw_public_key(
+        &mut self,
+        subject_public_key_info: Vec<u8>,
+        key: PrivateKeySource,
+    ) -> &mut Self {
+        self.raw_public_key = Some((subject_public_key_info, key));
+        self
+    }
+
     /// Adds CA certificates, from PEM text (any number) or one DER certificate.
     pub fn trust_anchors(&mut self, data: &[u8], encoding: Encoding) -> &mut Self {
         match ffi::certificates_to_der(data, encoding == Encoding::Pem) {
@@ -168,16 +201,11 @@ impl CredentialsBuilder {
 
         match (&self.key, self.chain.is_empty()) {
             (None, true) => {}
-            (Some(source), false) => {
-                let key = match source {
-                    PrivateKeySource::Pkcs11Uri(uri) => ffi::PrivateKey::from_url(uri)?,
-                    PrivateKeySource::Memory { data, encoding } => {
-                        ffi::PrivateKey::from_memory(data, *encoding == Encoding::Pem)?
-                    }
-                };
-                credentials.set_key(&self.chain, key)?;
-            }
+            (Some(source), false) => credentials.set_key(&self.chain, open_key(source)?)?,
             _ => return Err(TlsError::IncompleteKeyPair),
+        }
+        if let Some((spki, source)) = &self.raw_public_key {
+            rawpk::set_raw_public_key(&mut credentials, spki, open_key(source)?)?;
         }
         for anchor in &self.anchors {
             credentials.add_trust_der(anchor)?;
@@ -185,11 +213,24 @@ impl CredentialsBuilder {
 
         Ok(Credentials {
             inner: Arc::new(credentials),
+            has_x509: !self.chain.is_empty(),
+            has_raw_public_key: self.raw_public_key.is_some(),
         })
     }
 
     fn record_error(&mut self, e: TlsError) {
         self.pending_error.get_or_insert(e);
+    }
+}
+
+/// Opens the private key that `source` names.
+fn open_key(source: &PrivateKeySource) -> Result<ffi::PrivateKey, TlsError> {
+    match source {
+        PrivateKeySource::Pkcs11Uri(uri) => ffi::PrivateKey::from_url(uri),
+        PrivateKeySource::Memory { data, encoding } => {
+            ffi::PrivateKey::from_memory(data, *encoding == Encoding::Pem)
+        }
+        PrivateKeySource::External(key) => key.to_private_key(),
     }
 }
 
