@@ -9,7 +9,9 @@ use tracing::debug;
 
 use tlspool_proto::{CTLKEY_LEN, CtlKey, ErrorCode, ErrorPayload, Payload, Record, StartTls};
 
-use super::request::{IPPROTO_TCP, checked_string};
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+use super::request::{IPPROTO_TCP, IPPROTO_UDP, checked_string};
 use super::{LocalIdCheck, LocalIdDecision, StartTlsRequest, TlsConnection};
 use crate::ClientError;
 
@@ -148,14 +150,17 @@ impl<'r> Negotiation<'r> {
         cbid: u16,
         starttls: StartTls,
     ) -> Result<Step, ClientError> {
-        if self.plaintext.is_some() || starttls.ipproto != IPPROTO_TCP {
-            // NOTE: UDP and SCTP sessions would need SOCK_DGRAM and SOCK_SEQPACKET pairs;
-            // this client only starts TCP sessions, so the daemon never asks for those.
+        let kind = match starttls.ipproto {
+            IPPROTO_TCP => Some(SocketType::STREAM),
+            IPPROTO_UDP => Some(SocketType::SEQPACKET),
+            _ => None,
+        };
+        let (None, Some(kind)) = (&self.plaintext, kind) else {
             debug!(
                 reqid,
                 cbid,
                 ipproto = starttls.ipproto,
-                "rejecting a second or non-TCP PLAINTEXT_CONNECT"
+                "rejecting a second PLAINTEXT_CONNECT, or one for neither TCP nor UDP"
             );
             return Ok(Step::Reply {
                 record: refusal(
@@ -165,16 +170,25 @@ impl<'r> Negotiation<'r> {
                 ),
                 fd: None,
             });
-        }
+        };
 
-        let (kept, handed) = UnixStream::pair().map_err(|source| ClientError::Io {
+        // A UDP session's SOCK_SEQPACKET pair keeps each datagram whole. It is held in a
+        // `UnixStream` because the standard library has no sequenced-packet type; `read` and
+        // `write` on it move one datagram each.
+        let (kept, handed) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            kind,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .map_err(|source| ClientError::Io {
             call: "socketpair for the plaintext side",
-            source,
+            source: source.into(),
         })?;
-        self.plaintext = Some(kept);
+        self.plaintext = Some(UnixStream::from(kept));
         Ok(Step::Reply {
             record: answer(reqid, cbid, Payload::PlaintextConnect(starttls)),
-            fd: Some(OwnedFd::from(handed)),
+            fd: Some(handed),
         })
     }
 

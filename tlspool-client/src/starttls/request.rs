@@ -12,8 +12,10 @@ use tlspool_proto::{
 
 use crate::ClientError;
 
-/// IP protocol number of TCP, the only transport this client hands to the daemon so far.
+/// IP protocol number of TCP: the daemon runs TLS.
 pub(crate) const IPPROTO_TCP: u8 = 6;
+/// IP protocol number of UDP: the daemon runs DTLS.
+pub(crate) const IPPROTO_UDP: u8 = 17;
 
 /// Service name sent when the caller sets none.
 pub const DEFAULT_SERVICE: &str = "generic";
@@ -95,6 +97,7 @@ pub struct StartTlsRequest {
     remote_id: Identity,
     service: FixedString<SERVICE_LEN>,
     timeout: u32,
+    ipproto: u8,
     localid_check: Option<Arc<LocalIdHandler>>,
 }
 
@@ -143,12 +146,17 @@ impl StartTlsRequest {
         self.service.as_str()
     }
 
+    /// Returns the IP protocol of the ciphertext socket: 6 (TCP) or 17 (UDP, DTLS).
+    pub fn ipproto(&self) -> u8 {
+        self.ipproto
+    }
+
     /// Builds the STARTTLS payload for a new session with control key `ctlkey`.
     pub(crate) fn payload(&self, ctlkey: CtlKey) -> StartTls {
         StartTls {
             flags: self.flags,
             local: 0,
-            ipproto: IPPROTO_TCP,
+            ipproto: self.ipproto,
             streamid: 0,
             localid: self.local_id.clone(),
             remoteid: self.remote_id.clone(),
@@ -188,6 +196,7 @@ pub struct StartTlsBuilder {
     remote_id: String,
     service: String,
     timeout: HandshakeTimeout,
+    ipproto: u8,
     localid_check: Option<Arc<LocalIdHandler>>,
 }
 
@@ -199,8 +208,16 @@ impl StartTlsBuilder {
             remote_id: String::new(),
             service: DEFAULT_SERVICE.to_owned(),
             timeout: HandshakeTimeout::Default,
+            ipproto: IPPROTO_TCP,
             localid_check: None,
         }
+    }
+
+    /// Asks for DTLS over a connected UDP socket: `ipproto` 17 and the `DTLS` flag. The
+    /// plaintext side is then a `SOCK_SEQPACKET` socket, where each write is one datagram.
+    pub fn dtls(&mut self) -> &mut Self {
+        self.ipproto = IPPROTO_UDP;
+        self.flags(StartTlsFlags::DTLS)
     }
 
     /// Sets the local identity (a DoNAI such as `example.com` or `user@example.com`, at most
@@ -285,6 +302,7 @@ impl StartTlsBuilder {
             remote_id: checked_string::<ID_FIELD_LEN>("remoteid", &self.remote_id)?,
             service: checked_string::<SERVICE_LEN>("service", &self.service)?,
             timeout: self.timeout.wire_value()?,
+            ipproto: self.ipproto,
             localid_check: self.localid_check.clone(),
         })
     }
