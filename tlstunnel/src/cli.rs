@@ -30,7 +30,8 @@ Options:
       --request-remote-id       ask the peer for a certificate but accept an anonymous peer
       --ignore-remote-id        neither ask for nor validate the peer's identity
   -t, --tcp, --tcp-tls          TLS over TCP (the default)
-  -u, --udp, --udp-dtls         DTLS over UDP (not implemented yet)
+  -u, --udp, --udp-dtls         DTLS over UDP: one session per peer, on the first -l and -r
+                                addresses (HOST:PORT), expiring after 300 s without data
   -x, --sctp-stream-number N    SCTP with stream N, 0 to 65535
   -d, --sctp-dtls               DTLS over SCTP (the SCTP default)
   -D, --sctp-tls                TLS over SCTP
@@ -93,6 +94,8 @@ pub struct Options {
     pub max_connections: u32,
     /// `--grace`.
     pub grace: Duration,
+    /// Whether `-u` selects DTLS over UDP.
+    pub udp: bool,
 }
 
 /// The transport options, checked once the whole command line is read.
@@ -460,9 +463,8 @@ impl Builder {
             });
         };
         match self.transport {
-            Some(Transport::Udp) => return Err(TunnelError::DtlsNotImplemented),
             Some(Transport::Sctp) => return Err(sctp_error()),
-            Some(Transport::Tcp) | None => {}
+            Some(Transport::Udp | Transport::Tcp) | None => {}
         }
 
         let (listen, remote) = (self.listen, self.remote);
@@ -479,6 +481,17 @@ impl Builder {
         let local_id = self.local_id.ok_or(TunnelError::MissingOption {
             option: "-L/--local-id",
         })?;
+        let udp = self.transport == Some(Transport::Udp);
+        if udp {
+            // The UDP tunnel serves the first listen and forward address only.
+            for address in [&listen[0], &remote[0]] {
+                if !matches!(address, Address::Inet { .. }) {
+                    return Err(TunnelError::UdpNeedsInetAddress {
+                        address: address.to_string(),
+                    });
+                }
+            }
+        }
 
         Ok(Options {
             role,
@@ -495,6 +508,7 @@ impl Builder {
             pidfile: self.pidfile,
             max_connections: self.max_connections.unwrap_or(1024),
             grace: self.grace.unwrap_or(Duration::from_secs(30)),
+            udp,
         })
     }
 }
@@ -736,9 +750,10 @@ mod tests {
                     }
                 )
             }),
-            (vec!["-c", "-u"], |e| {
-                matches!(e, TunnelError::DtlsNotImplemented)
-            }),
+            (
+                vec!["-c", "-u", "-l", "/tmp/plain.sock", "-r", "h:2", "-L", "me"],
+                |e| matches!(e, TunnelError::UdpNeedsInetAddress { .. }),
+            ),
             (vec!["-c", "-x", "1"], |e| {
                 matches!(
                     e,

@@ -84,9 +84,12 @@ pub enum TunnelError {
         reason: String,
     },
 
-    /// `-u`/`--udp`/`--udp-dtls` was given.
-    #[error("DTLS over UDP is not implemented yet")]
-    DtlsNotImplemented,
+    /// `-u` was given with an address that is not `HOST:PORT`.
+    #[error("DTLS over UDP needs HOST:PORT addresses, not {address:?}")]
+    UdpNeedsInetAddress {
+        /// The address as written, or empty when none was given.
+        address: String,
+    },
 
     /// SCTP was selected but the kernel offers no SCTP sockets.
     #[error("SCTP is not supported on this system")]
@@ -243,7 +246,7 @@ impl TunnelError {
             | Self::MissingOption { .. }
             | Self::InvalidAddress { .. }
             | Self::InvalidChat { .. }
-            | Self::DtlsNotImplemented
+            | Self::UdpNeedsInetAddress { .. }
             | Self::SctpUnsupported
             | Self::SctpNotImplemented => 2,
             _ => 1,

@@ -20,7 +20,8 @@
 //!
 //! - tlstunnel relays between the daemon's plaintext end and the plaintext connection
 //!   itself, because the client library replies to PLAINTEXT_CONNECT with its own socket pair.
-//! - DTLS over UDP and SCTP are rejected.
+//! - DTLS over UDP (`-u`) serves the first listen and forward address only, without chat
+//!   scripts. SCTP is rejected.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@ mod error;
 mod net;
 pub mod starttls;
 mod tunnel;
+mod udp;
 
 pub use address::{Address, MAX_UNIX_PATH_LEN};
 pub use cli::{Command, Options};
@@ -71,8 +73,13 @@ pub fn run(options: Options) -> Result<(), TunnelError> {
     let result = runtime.block_on(async {
         let signals = StopSignals::register()?;
         let mut listeners = Vec::new();
-        for address in &options.listen {
-            listeners.extend(Listener::bind(address).await?);
+        let mut udp_listener = None;
+        if options.udp {
+            udp_listener = Some(udp::bind_listener(&options)?);
+        } else {
+            for address in &options.listen {
+                listeners.extend(Listener::bind(address).await?);
+            }
         }
         let _pid_file = options
             .pidfile
@@ -84,6 +91,10 @@ pub fn run(options: Options) -> Result<(), TunnelError> {
         }
 
         let starttls = PoolStarttls::new(options.socket_path.clone());
+        if let Some(listener) = udp_listener {
+            let options = std::sync::Arc::new(options);
+            return udp::serve(options, std::sync::Arc::new(starttls), listener, signals).await;
+        }
         Tunnel::new(options, starttls)
             .serve(listeners, signals)
             .await;

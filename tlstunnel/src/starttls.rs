@@ -13,7 +13,7 @@ use tokio::net::UnixStream;
 use tokio::sync::Mutex;
 use tracing::debug;
 
-use tlspool_client::{Client, ClientError, StartTlsFlags, StartTlsRequest};
+use tlspool_client::{Client, ClientError, StartTlsBuilder, StartTlsFlags, StartTlsRequest};
 
 use crate::TunnelError;
 
@@ -101,6 +101,19 @@ impl StartRequest {
     ///
     /// [`TunnelError::Pool`] when a field does not fit the protocol.
     pub fn to_pool_request(&self) -> Result<StartTlsRequest, TunnelError> {
+        Ok(self.pool_builder().build()?)
+    }
+
+    /// Converts the request as [`Self::to_pool_request`] does, for DTLS over UDP.
+    ///
+    /// # Errors
+    ///
+    /// [`TunnelError::Pool`] when a field does not fit the protocol.
+    pub fn to_dtls_pool_request(&self) -> Result<StartTlsRequest, TunnelError> {
+        Ok(self.pool_builder().dtls().build()?)
+    }
+
+    fn pool_builder(&self) -> StartTlsBuilder {
         let Identities {
             local_id,
             remote_id,
@@ -125,7 +138,7 @@ impl StartRequest {
                 builder.flags(StartTlsFlags::IGNORE_REMOTEID);
             }
         }
-        Ok(builder.build()?)
+        builder
     }
 }
 
@@ -159,10 +172,21 @@ impl PoolStarttls {
 impl Starttls for PoolStarttls {
     async fn start(&self, cipher: OwnedFd, request: StartRequest) -> Result<Session, TunnelError> {
         let pool_request = request.to_pool_request()?;
-        let client = self.client().await?;
         debug!(role = ?request.role, service = %request.service, "requesting STARTTLS");
+        self.start_request(cipher, &pool_request).await
+    }
+}
 
-        let connection = match client.starttls(cipher, &pool_request).await {
+impl PoolStarttls {
+    /// Hands `cipher` to the TLS Pool with the prepared `pool_request`.
+    pub(crate) async fn start_request(
+        &self,
+        cipher: OwnedFd,
+        pool_request: &StartTlsRequest,
+    ) -> Result<Session, TunnelError> {
+        let client = self.client().await?;
+
+        let connection = match client.starttls(cipher, pool_request).await {
             Ok(connection) => connection,
             Err(ClientError::Disconnected) => {
                 self.forget_client().await;

@@ -58,7 +58,7 @@ impl StopSignals {
     }
 
     /// Waits for SIGTERM or SIGINT and returns its name.
-    async fn wait(&mut self) -> &'static str {
+    pub(crate) async fn wait(&mut self) -> &'static str {
         tokio::select! {
             _ = self.terminate.recv() => "SIGTERM",
             _ = self.interrupt.recv() => "SIGINT",
