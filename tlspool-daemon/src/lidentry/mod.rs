@@ -12,9 +12,9 @@
 //! and window are dropped at once, and an outstanding callback fails with
 //! `E_TLSPOOL_CLIENT_DISCONNECT`.
 //!
-//! The callbacks of one handshake form an exclusive sequence (see [`inquiry`]); another
-//! handshake that needs the helper waits for the sequence until the window ends, and then uses
-//! the disclose database alone.
+//! The callbacks of one handshake form an exclusive sequence: DB-entry callbacks, then the
+//! inquiry. Another handshake that needs the helper waits for the sequence until the window
+//! ends, and then uses the disclose database alone.
 //!
 //! # Known limitations
 //!
