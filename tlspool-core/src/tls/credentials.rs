@@ -114,12 +114,12 @@ impl Credentials {
         Self::builder().build()
     }
 
-    /// Returns whether the credentials hold an X.509 certificate chain.
+    /// Returns whether the credentials contain an X.509 certificate chain.
     pub fn has_x509(&self) -> bool {
         self.has_x509
     }
 
-    /// Returns whether the credentials hold a raw public key.
+    /// Returns whether the credentials contain a raw public key.
     pub fn has_raw_public_key(&self) -> bool {
         self.has_raw_public_key
     }
