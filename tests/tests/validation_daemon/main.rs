@@ -8,6 +8,7 @@
 mod cache;
 mod dane;
 mod directory;
+mod ocsp;
 
 use std::path::PathBuf;
 use std::process::Command;
