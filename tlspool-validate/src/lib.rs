@@ -1,10 +1,15 @@
 //! Peer validation for the TLS Pool: trust anchors, validation expressions, LDAP, DANE and
 //! caching.
 //!
-//! So far this crate owns the validation expression engine ([`valexp`]) of the TLS Pool
-//! version 2 protocol. It parses the postfix expressions and expands them into the ordered
-//! normal form, whose printed text is compared byte for byte. It combines the expressions of
-//! several sources with AND and evaluates a normal form as predicate results arrive.
+//! This crate owns the validation expression engine ([`valexp`]) of the TLS Pool version 2
+//! protocol and the checks behind its predicates: X.509 path validation, revocation lists,
+//! stapled OCSP responses and pins ([`x509`]), DANE under DNSSEC validated in process
+//! ([`dane`], [`dns`]), the LDAP global directory found through `ldap_proxy` or DNSSEC SRV
+//! records ([`ldap`]), OpenPGP keys ([`openpgp`]) and the memcached cache ([`cache`]).
+//!
+//! The engine parses the postfix expressions and expands them into the ordered normal form,
+//! whose printed text is compared byte for byte. It combines the expressions of several
+//! sources with AND and evaluates a normal form as predicate results arrive.
 //!
 //! ```
 //! use tlspool_validate::valexp::{Event, NormalForm, Predicate, Registration};
