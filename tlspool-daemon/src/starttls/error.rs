@@ -471,7 +471,9 @@ impl StartTlsError {
         match error {
             RelayError::HandshakeTimedOut { timeout } => Self::HandshakeTimedOut { timeout },
             RelayError::Tls { source, .. } => Self::from_tls_handshake(source),
-            RelayError::Setup { .. } | RelayError::NotStreamSocket { .. } => Self::SocketSetup {
+            RelayError::Setup { .. }
+            | RelayError::NotStreamSocket { .. }
+            | RelayError::NotDatagramSocket { .. } => Self::SocketSetup {
                 reason: error.to_string(),
             },
             other => Self::HandshakeFailed {
@@ -630,6 +632,17 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "TLS Pool handshake timed out after 250 ms"
+        );
+    }
+
+    #[test]
+    fn non_datagram_cipher_is_socket_setup() {
+        let error = StartTlsError::from_handshake(RelayError::NotDatagramSocket {
+            role: tlspool_core::relay::DescriptorRole::Cipher,
+        });
+        assert!(
+            matches!(error, StartTlsError::SocketSetup { .. }),
+            "{error}"
         );
     }
 }
