@@ -60,6 +60,8 @@ impl OnTheFlySigner {
             return Ok(None);
         };
         let certificate = read_certificate(path)?;
+        // NOTE: a key that does not belong to the certificate is not detected here; peers
+        // then reject every on-the-fly certificate as badly signed.
         let key = SigningKey::from_pkcs11_uri(uri)
             .with_context(|| format!("opening the on-the-fly signer key {uri}"))?;
         let shared = SigningKey::generate(KeyType::Rsa2048)
@@ -154,4 +156,55 @@ fn read_certificate(path: &Path) -> anyhow::Result<Certificate> {
     }
     Certificate::from_der(data)
         .with_context(|| format!("parsing tls_onthefly_signcert {} as DER", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn self_signed() -> Certificate {
+        let key = SigningKey::generate(KeyType::EcdsaP256).expect("key");
+        let now = SystemTime::now();
+        CertificateBuilder::new()
+            .common_name("On-the-fly test CA")
+            .ca(None)
+            .validity(now, now + Duration::from_secs(3600))
+            .build(Issuer::SelfSigned(&key))
+            .expect("certificate")
+    }
+
+    #[test]
+    fn signer_certificate_reads_der_and_pem() {
+        let dir = tempfile::tempdir().expect("directory");
+        let certificate = self_signed();
+        let der = dir.path().join("signer.der");
+        std::fs::write(&der, certificate.der()).expect("write DER");
+        assert_eq!(read_certificate(&der).expect("DER"), certificate);
+        let pem = dir.path().join("signer.pem");
+        std::fs::write(&pem, certificate.to_pem().expect("PEM")).expect("write PEM");
+        assert_eq!(read_certificate(&pem).expect("PEM"), certificate);
+    }
+
+    #[test]
+    fn oversized_signer_certificate_is_rejected() {
+        let dir = tempfile::tempdir().expect("directory");
+        let path = dir.path().join("big.der");
+        std::fs::write(&path, vec![0x30; 5001]).expect("write");
+        let message = format!("{:#}", read_certificate(&path).expect_err("too big"));
+        assert!(message.contains("5001 bytes"), "{message}");
+        assert!(message.contains("5000"), "{message}");
+    }
+
+    #[test]
+    fn garbage_signer_certificate_is_rejected() {
+        let dir = tempfile::tempdir().expect("directory");
+        let path = dir.path().join("garbage.der");
+        std::fs::write(&path, b"not a certificate").expect("write");
+        let message = format!("{:#}", read_certificate(&path).expect_err("not DER"));
+        assert!(message.contains("as DER"), "{message}");
+        let missing = dir.path().join("missing.der");
+        assert!(read_certificate(&missing).is_err());
+    }
 }
