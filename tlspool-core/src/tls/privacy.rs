@@ -45,18 +45,21 @@ impl Session {
     }
 
     /// Replaces the priority string, so that the next handshake (a renegotiation) offers
-    /// only what `priority` allows; used to drop the anonymous key exchange.
+    /// only what `priority` allows; used to drop the anonymous key exchange. The certificate
+    /// types of the session's configuration are appended as at its creation, so a session
+    /// with raw public keys keeps them.
     ///
     /// # Errors
     /// [`TlsError::InvalidPriority`] or [`TlsError::InteriorNul`].
     pub fn set_priority_string(&mut self, priority: &str) -> Result<(), TlsError> {
-        let text = CString::new(priority).map_err(|_| TlsError::InteriorNul {
+        let priority = format!("{priority}{}", self.certificate_types.priority_suffix());
+        let text = CString::new(priority.as_str()).map_err(|_| TlsError::InteriorNul {
             field: "priority string",
         })?;
         self.handle
             .set_priority(&text)
             .map_err(|(code, position)| TlsError::InvalidPriority {
-                priority: priority.to_owned(),
+                priority,
                 position,
                 message: ffi::strerror(code),
             })

@@ -206,6 +206,8 @@ pub struct Session {
     pub(super) handle: ffi::SessionHandle,
     role: Role,
     handshake_done: bool,
+    /// The certificate types of the configuration, kept for priority strings set later.
+    pub(super) certificate_types: CertificateTypes,
 }
 
 /// Checks that GnuTLS accepts `priority` as a priority string, so a configuration error shows
@@ -281,6 +283,7 @@ impl Session {
             handle,
             role: config.role,
             handshake_done: false,
+            certificate_types: config.certificate_types,
         })
     }
 

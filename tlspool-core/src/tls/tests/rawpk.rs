@@ -248,3 +248,43 @@ fn server_follows_client_order() {
         }
     }
 }
+
+#[test]
+fn renegotiation_keeps_raw_keys() {
+    let server_key = RawKey::generate(KeyType::EcdsaP256);
+    let client_key = RawKey::generate(KeyType::EcdsaP256);
+    let types = CertificateTypes::RawPublicKeyFirst;
+    let mut client = session(Role::Client, TLS12, types, &client_key.credentials());
+    let mut server = session(Role::Server, TLS12, types, &server_key.credentials());
+    client
+        .offer_anonymous_precursor(TLS12)
+        .expect("client offers the precursor");
+    server
+        .offer_anonymous_precursor(TLS12)
+        .expect("server offers the precursor");
+    handshake(&mut client, &mut server).expect("precursor handshake");
+    assert!(client.is_anonymous_precursor());
+
+    client
+        .set_priority_string(TLS12)
+        .expect("client drops ANON");
+    server
+        .set_priority_string(TLS12)
+        .expect("server drops ANON");
+    server.start_renegotiation().expect("HelloRequest queued");
+    renegotiate::complete(&mut server, &mut client);
+
+    assert!(!client.is_anonymous_precursor());
+    assert_eq!(
+        client.peer_certificate_type(),
+        CertificateType::RawPublicKey
+    );
+    assert_eq!(
+        client.peer_raw_public_key().as_deref(),
+        Some(server_key.spki.as_slice())
+    );
+    assert_eq!(
+        server.peer_raw_public_key().as_deref(),
+        Some(client_key.spki.as_slice())
+    );
+}
