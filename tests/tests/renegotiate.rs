@@ -23,6 +23,7 @@ use tlspool_tests::tls_peers::{Peer, free_port, gnutls_cli, gnutls_serv, openssl
 
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 const TLS12: &str = "NORMAL:-VERS-ALL:+VERS-TLS1.2";
+const TLS12_DAEMON: &str = "tls_priority NORMAL:-VERS-ALL:+VERS-TLS1.2:%SAFE_RENEGOTIATION";
 
 const CLIENT: StartTlsFlags =
     StartTlsFlags::LOCALROLE_CLIENT.union(StartTlsFlags::REMOTEROLE_SERVER);
@@ -367,7 +368,7 @@ fn peer_without_extended_master_secret_ends_session() {
 }
 
 #[test]
-fn peer_refusal_keeps_session() {
+fn peer_rejection_keeps_session() {
     let setup = dev_setup();
     let daemon = setup.start_daemon();
     let port = free_port();
@@ -393,4 +394,106 @@ fn peer_refusal_keeps_session() {
     assert!(error.message.contains("rejected"), "{}", error.message);
     plaintext.write_all(b"abc\n").expect("write plaintext");
     assert_eq!(read_line(&mut plaintext), "cba\n");
+}
+
+/// Sends `len` bytes of a counting pattern to `stream`, then shuts down its write side.
+fn send_pattern(mut stream: UnixStream, len: usize) {
+    let block: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+    let mut sent = 0;
+    while sent < len {
+        let n = block.len().min(len - sent);
+        stream.write_all(&block[..n]).expect("write plaintext");
+        sent += n;
+    }
+    stream
+        .shutdown(std::net::Shutdown::Write)
+        .expect("shut down the plaintext write side");
+}
+
+/// Reads `stream` to its end and returns how many bytes broke the counting pattern.
+fn count_pattern_errors(mut stream: UnixStream) -> (usize, usize) {
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut total, mut errors) = (0, 0);
+    loop {
+        let n = stream.read(&mut buf).expect("read plaintext");
+        if n == 0 {
+            return (total, errors);
+        }
+        for (offset, byte) in buf[..n].iter().enumerate() {
+            let position = (total + offset) % (64 * 1024);
+            if *byte != (position % 251) as u8 {
+                errors += 1;
+            }
+        }
+        total += n;
+    }
+}
+
+#[test]
+fn renegotiation_mid_transfer_loses_nothing() {
+    const LEN: usize = 16 * 1024 * 1024;
+    let daemon = dev_setup().start_daemon_with(&[TLS12_DAEMON]);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("listen");
+    let port = listener.local_addr().expect("address").port();
+    let server_thread = {
+        let mut control = connect(&daemon);
+        thread_spawn(move || {
+            let (tcp, _) = listener.accept().expect("accept the pool client");
+            let flags = SERVER | StartTlsFlags::REQUEST_REMOTEID;
+            let plaintext = starttls(&mut control, &request(flags, DOMAIN, "", 4), tcp);
+            (control, plaintext)
+        })
+    };
+    let mut client_control = connect(&daemon);
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect the pool server");
+    let client_plaintext = starttls(&mut client_control, &request(CLIENT, "", DOMAIN, 5), tcp);
+    let (mut server_control, server_plaintext) = server_thread.join().expect("server thread");
+
+    // Both directions carry data while the server renegotiates twice.
+    let to_server = clone_unix(&client_plaintext);
+    let to_client = clone_unix(&server_plaintext);
+    let senders = [
+        thread_spawn(move || send_pattern(to_server, LEN)),
+        thread_spawn(move || send_pattern(to_client, LEN)),
+    ];
+    let receivers = [
+        thread_spawn(move || count_pattern_errors(server_plaintext)),
+        thread_spawn(move || count_pattern_errors(client_plaintext)),
+    ];
+    for round in 0..2 {
+        let result = renegotiate(
+            &mut server_control,
+            &renegotiation(SERVER | StartTlsFlags::REQUEST_REMOTEID, DOMAIN, "", 4),
+            None,
+        );
+        let reply = result.unwrap_or_else(|error| {
+            panic!(
+                "renegotiation {round} failed: {error:?}\n{}",
+                daemon.stderr()
+            )
+        });
+        assert_eq!(reply.remoteid.as_str(), DOMAIN);
+    }
+
+    for sender in senders {
+        sender.join().expect("sender thread");
+    }
+    for receiver in receivers {
+        let (total, errors) = receiver.join().expect("receiver thread");
+        assert_eq!(total, LEN);
+        assert_eq!(errors, 0);
+    }
+    drop(client_control);
+}
+
+fn clone_unix(stream: &UnixStream) -> UnixStream {
+    let clone = stream.try_clone().expect("clone the plaintext socket");
+    clone.set_read_timeout(None).expect("no read timeout");
+    clone
+}
+
+fn thread_spawn<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(f)
 }

@@ -8,7 +8,7 @@
 //! the socket) and keeps delivering the peer's application data that arrives before the
 //! peer's handshake messages, so no byte is lost either way. A peer's request is accepted when
 //! the last handshake negotiated secure renegotiation (RFC 5746) and the extended master secret
-//! (RFC 7627) and no other peer-requested renegotiation completed in the last
+//! (RFC 7627) and, on a server, no other peer-requested renegotiation completed in the last
 //! [`PEER_RENEGOTIATION_INTERVAL`]; otherwise it is rejected with a no_renegotiation warning
 //! alert and the session continues. A renegotiation that takes longer than
 //! [`RENEGOTIATION_TIMEOUT`] ends the session.
@@ -28,7 +28,7 @@ use super::socket::{ReadBuffer, StreamSocket};
 use super::state::{Levels, RelayState, Step, Wants};
 use super::{LINGER_TIMEOUT, RelayEnd, RelayOutcome};
 use crate::logging::TARGET_COPYCAT;
-use crate::tls::{MAX_RECORD_PLAINTEXT, ReadOutcome, RenegotiationStatus, Session, TlsError};
+use crate::tls::{MAX_RECORD_PLAINTEXT, ReadOutcome, RenegotiationStatus, Role, Session, TlsError};
 
 /// Time a renegotiation may take before the relay ends the session.
 pub(super) const RENEGOTIATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -430,9 +430,11 @@ impl Relay {
 
     /// Accepts or rejects the peer's renegotiation request by the rule of the module docs.
     fn answer_peer_renegotiation(&mut self) -> Result<(), RelayError> {
-        let too_soon = self
-            .last_peer_renegotiation
-            .is_some_and(|last| last.elapsed() < PEER_RENEGOTIATION_INTERVAL);
+        // Only a server limits the rate: a client answers every HelloRequest.
+        let too_soon = self.session.role() == Role::Server
+            && self
+                .last_peer_renegotiation
+                .is_some_and(|last| last.elapsed() < PEER_RENEGOTIATION_INTERVAL);
         let accepted = if too_soon {
             Err(format!(
                 "another one completed less than {} s ago",
