@@ -11,12 +11,14 @@ use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tlspool_client::{
-    LidEntryFlags, LocalIdChoice, LocalIdQueryKind, StartTlsFlags, StartTlsRequest, blocking,
+    LidEntryFlags, LocalIdChoice, LocalIdDecision, LocalIdQueryKind, StartTlsFlags,
+    StartTlsRequest, blocking,
 };
 use tlspool_tests::daemon::TestDaemon;
 use tlspool_tests::dev_pki::{PEER, dev_setup as setup, verifying_s_server};
@@ -185,10 +187,24 @@ fn selection_answer_gets_on_the_fly_certificate() {
     });
 
     let client = blocking::Client::connect(Some(daemon.socket_path())).expect("connect");
-    let request = StartTlsRequest::client(PEER).build().expect("request");
+    // The application confirms the service's choice before the certificate is made.
+    let checked = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&checked);
+    let request = StartTlsRequest::client(PEER)
+        .localid_check(move |check| {
+            seen.store(true, Ordering::SeqCst);
+            if check.local_id == FLY_CLIENT {
+                LocalIdDecision::Accept
+            } else {
+                LocalIdDecision::Reject
+            }
+        })
+        .build()
+        .expect("request");
     let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to s_server");
     let connection = client.starttls(tcp, &request).expect("STARTTLS on the fly");
     let _service = helper.join().expect("helper thread");
+    assert!(checked.load(Ordering::SeqCst), "the LOCALID check ran");
     assert_eq!(connection.local_id, FLY_CLIENT);
     assert!(
         server.wait_for_output(&format!("CN = {FLY_CLIENT}")),

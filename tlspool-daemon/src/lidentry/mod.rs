@@ -34,7 +34,7 @@ use tlspool_core::logging::TARGET_UNIXSOCK;
 use tlspool_proto::tokio::RecordWriter;
 use tlspool_proto::{ErrorCode, LidEntry, LidEntryFlags, Record};
 
-pub(crate) use inquiry::Choice;
+pub(crate) use inquiry::{Choice, Selection};
 
 use crate::callbacks::{CallbackTable, ConnectionId};
 

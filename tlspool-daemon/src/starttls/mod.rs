@@ -54,7 +54,7 @@ pub use privacy::PrivacySettings;
 pub use validation::Validation;
 
 use crate::commands::CommandContext;
-use crate::lidentry::{Choice, LidEntryService};
+use crate::lidentry::{Choice, LidEntryService, Selection};
 use crate::pinentry::PinEntryService;
 use crate::protocol::Request;
 use crate::sessions::Registration;
@@ -478,37 +478,7 @@ impl Negotiation<'_> {
                 .consult(&remote, disclosure.as_ref())
                 .await?;
             if let Some(selection) = selection {
-                for change in selection.changes {
-                    self.disclose_changes.push(change);
-                }
-                let chosen = match selection.choice {
-                    Choice::Nothing => return Ok(None),
-                    Choice::Stored(local_id)
-                    | Choice::New(local_id)
-                    | Choice::OnTheFly(local_id)
-                        if check =>
-                    {
-                        self.check_localid(&local_id).await?
-                    }
-                    Choice::Stored(local_id) => local_id,
-                    Choice::New(local_id) => {
-                        let found = loader
-                            .new_client_credential(
-                                Arc::clone(&resources),
-                                &local_id,
-                                selection.window,
-                            )
-                            .await?;
-                        return Ok(Some(found));
-                    }
-                    Choice::OnTheFly(local_id) => {
-                        return self.on_the_fly_credential(&local_id).await.map(Some);
-                    }
-                };
-                return loader
-                    .client_credential(Arc::clone(&resources), &chosen)
-                    .await
-                    .map(Some);
+                return self.selected_credential(selection).await;
             }
         }
 
@@ -529,6 +499,46 @@ impl Negotiation<'_> {
         loader
             .disclosed_client_credential(Arc::clone(&resources), remote_id)
             .await
+    }
+
+    /// Finds the credential of the identity a local identity selection service chose, after
+    /// the application confirms it with `LOCALID_CHECK`, and records the disclose changes the
+    /// answer asked for. Returns `None` when the service chose no identity.
+    async fn selected_credential(
+        &mut self,
+        selection: Selection,
+    ) -> Result<Option<LocalCredential>, StartTlsError> {
+        for change in selection.changes {
+            self.disclose_changes.push(change);
+        }
+        let chosen = match &selection.choice {
+            Choice::Nothing => return Ok(None),
+            Choice::Stored(local_id) | Choice::New(local_id) | Choice::OnTheFly(local_id) => {
+                local_id.clone()
+            }
+        };
+        let chosen = if self.params.flags.contains(StartTlsFlags::LOCALID_CHECK) {
+            self.check_localid(&chosen).await?
+        } else {
+            chosen
+        };
+
+        let resources = Arc::clone(self.resources);
+        let loader = &resources.credentials;
+        let found = match selection.choice {
+            Choice::OnTheFly(_) => self.on_the_fly_credential(&chosen).await?,
+            Choice::New(_) => {
+                loader
+                    .new_client_credential(Arc::clone(&resources), &chosen, selection.window)
+                    .await?
+            }
+            Choice::Stored(_) | Choice::Nothing => {
+                loader
+                    .client_credential(Arc::clone(&resources), &chosen)
+                    .await?
+            }
+        };
+        Ok(Some(found))
     }
 
     /// Issues an on-the-fly certificate for `local_id` and the request's service.
