@@ -185,6 +185,17 @@ fn listen() -> (TcpListener, u16) {
     (listener, port)
 }
 
+/// Sends `line` (with its newline) through the pool to an echoing peer and checks the echo.
+fn assert_echo(plaintext: &mut UnixStream, line: &str) {
+    plaintext
+        .set_read_timeout(Some(STEP_TIMEOUT))
+        .expect("timeout");
+    plaintext
+        .write_all(line.as_bytes())
+        .expect("write plaintext");
+    assert_eq!(read_line(plaintext), line);
+}
+
 fn pool_client_request(local_id: &str, remote_id: &str) -> StartTlsRequest {
     let mut builder = StartTlsRequest::client(remote_id);
     builder.local_id(local_id).timeout(STEP_TIMEOUT);
@@ -231,13 +242,7 @@ fn pool_client_to_gnutls_serv_raw_key() {
         );
         assert_eq!(info(&control, key, InfoKind::MY_CERTIFICATE_TYPE), "RAWPK");
         let mut plaintext = connection.plaintext;
-        plaintext
-            .set_read_timeout(Some(STEP_TIMEOUT))
-            .expect("timeout");
-        plaintext
-            .write_all(b"raw key echo\n")
-            .expect("write plaintext");
-        assert_eq!(read_line(&mut plaintext), "raw key echo\n");
+        assert_echo(&mut plaintext, "raw key echo\n");
         assert!(
             server.wait_for_output("Raw Public Key"),
             "gnutls-serv output:\n{}",
@@ -339,13 +344,7 @@ fn pool_to_pool(
             let peer_type = info(&control, key, InfoKind::PEER_CERTIFICATE_TYPE);
             let version = info(&control, key, InfoKind::PROTOCOL_VERSION);
             let mut plaintext = connection.plaintext;
-            plaintext
-                .set_read_timeout(Some(STEP_TIMEOUT))
-                .expect("timeout");
-            plaintext
-                .write_all(b"pool to pool\n")
-                .expect("write plaintext");
-            assert_eq!(read_line(&mut plaintext), "pool to pool\n");
+            assert_echo(&mut plaintext, "pool to pool\n");
             drop(plaintext);
             Ok((connection.remote_id, peer_type, version))
         }
