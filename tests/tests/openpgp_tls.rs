@@ -1,7 +1,7 @@
 //! OpenPGP identities over RFC 7250 raw public keys through the built daemon. The pool with an
 //! OpenPGP identity on a SoftHSM token runs against `gnutls-serv` and `gnutls-cli` with raw
-//! keys, and against itself with OpenPGP on both sides (RSA, P-256 and Ed25519 token keys,
-//! version 4 and 6 OpenPGP keys, TLS 1.2 and 1.3). The tests also check the certificate type
+//! keys, and against itself with OpenPGP on both sides. The pool-to-pool cases cover RSA,
+//! P-256 and Ed25519 token keys, version 4 and 6 OpenPGP keys, and TLS 1.2 and 1.3. The tests also check the certificate type
 //! in INFO and in `tlspoolctl connect`, the rejection of a revoked and of a wrong-address key,
 //! the certificate type order, and that a peer that offers only X.509 gets X.509.
 //!
@@ -299,7 +299,7 @@ fn gnutls_cli_to_pool_server_raw_key() {
 }
 
 /// Runs a pool server for `server_id` and a pool client from `client_id` to `remote_id`
-/// through the same daemon, and returns the client's result with its INFO answers, or the
+/// through the same daemon, and returns the client's result with its INFO values, or the
 /// error text.
 fn pool_to_pool(
     daemon: &TestDaemon,
