@@ -70,6 +70,10 @@ async fn exchange(
     let mut received = vec![0u8; CIPHER_READ_SIZE];
     loop {
         // A client reads until the server's HelloRequest shows up as a renegotiation request.
+        // It cannot start the renegotiation itself, because a GnuTLS 3.7.9 client fails on a
+        // HelloRequest that crosses its ClientHello.
+        // NOTE: a server that takes ANON-DH but never sends a HelloRequest (not a TLS Pool)
+        // keeps the client waiting until the handshake timeout.
         let wants_input = if started {
             match session.renegotiate() {
                 Ok(RenegotiationStatus::Done) => {

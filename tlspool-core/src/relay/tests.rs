@@ -20,6 +20,8 @@ use super::*;
 use crate::tls::tests::{TLS13, anonymous_client, client_session, fixture, server_session};
 use crate::tls::{ClientCertificate, Role, TlsError};
 
+mod privacy;
+
 const MIB: usize = 1024 * 1024;
 
 /// Upper bound on [`RelayOutcome::peak_buffered`]: one record of pending ciphertext beyond
