@@ -51,8 +51,9 @@
 //! - The server's [`CredentialSelector`] runs synchronously inside the handshake, so it cannot
 //!   wait for an application callback (the TLS Pool's LOCALID_CHECK).
 //! - X.509 credentials and RFC 7250 raw public keys are set up (see [`CertificateTypes`]);
-//!   RFC 6091 OpenPGP certificates and anonymous sessions are not. DTLS sessions are made by
-//!   [`Session::new_dtls`].
+//!   RFC 6091 OpenPGP certificates are not. Anonymous Diffie-Hellman serves only as the
+//!   privacy-mode precursor ([`Session::offer_anonymous_precursor`]). DTLS sessions are made
+//!   by [`Session::new_dtls`].
 //! - The handshake timeout is checked by GnuTLS when [`Session::handshake`] runs, so a caller
 //!   that waits for the peer still needs its own timer.
 //! - PKCS#11 modules and the PIN callback are process-wide, as GnuTLS keeps them.

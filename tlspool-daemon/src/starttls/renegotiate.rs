@@ -107,6 +107,8 @@ fn prepare(
         // NOTE: the relay owns the cipher socket, so the peer's port, which DANE needs, is
         // unknown here and `D` is false after a renegotiation.
         peer_port: None,
+        // NOTE: `A` and `a` describe this handshake only, so they are false after the
+        // renegotiation of a session that started in privacy mode.
         privacy: PrivacyOutcome::NotAttempted,
     };
     peer::prepare(databases, &resources.validation, session, &request)
