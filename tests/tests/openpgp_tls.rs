@@ -403,40 +403,37 @@ fn wrong_address_is_rejected() {
 }
 
 #[test]
-fn revoked_key_is_rejected() {
+fn revoked_and_expired_keys_are_rejected() {
     let pki = pki("ed25519", "4");
     let daemon = pki.start_daemon(&[]);
-    let port = free_port();
-    let server = raw_key_server(pki, port, TLS13);
     let key = pki.summary_word(PEER, "trust pgp ");
-    pki.admin(&[
-        "trust",
-        "set",
-        "pgp,client,server",
-        &key,
-        "1",
-        &pki.path("peer-openpgp-revoked.pgp"),
-    ]);
+    let set_trusted = |file: &str| {
+        pki.admin(&[
+            "trust",
+            "set",
+            "pgp,client,server",
+            &key,
+            "1",
+            &pki.path(file),
+        ]);
+    };
+    for (file, reason) in [
+        ("peer-openpgp-revoked.pgp", "the OpenPGP key is revoked"),
+        ("peer-openpgp-expired.pgp", "the OpenPGP key expired"),
+    ] {
+        let port = free_port();
+        let server = raw_key_server(pki, port, TLS13);
+        set_trusted(file);
 
-    let control = client(&daemon);
-    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to gnutls-serv");
-    let error = control
-        .starttls(tcp, &pool_client_request(ALICE, PEER))
-        .expect_err("the peer's OpenPGP key is revoked");
-    assert!(
-        error.to_string().contains("the OpenPGP key is revoked"),
-        "{error}"
-    );
-    drop(server);
-
-    pki.admin(&[
-        "trust",
-        "set",
-        "pgp,client,server",
-        &key,
-        "1",
-        &pki.path("peer-openpgp.pgp"),
-    ]);
+        let control = client(&daemon);
+        let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to gnutls-serv");
+        let error = control
+            .starttls(tcp, &pool_client_request(ALICE, PEER))
+            .expect_err("the peer's OpenPGP key is not valid");
+        assert!(error.to_string().contains(reason), "{file}: {error}");
+        drop(server);
+    }
+    set_trusted("peer-openpgp.pgp");
 }
 
 /// Gives `dev.example`, which has an X.509 server credential, alice's OpenPGP key as well,

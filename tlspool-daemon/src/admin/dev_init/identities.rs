@@ -206,8 +206,8 @@ fn issue_openpgp_peer(address: &str, args: &DevInitArgs) -> anyhow::Result<OpenP
     })
 }
 
-/// Writes each OpenPGP identity's key as issued and revoked, and the external peer's key,
-/// public key and OpenPGP key.
+/// Writes each OpenPGP identity's key as issued, revoked and expired, and the external peer's
+/// key, public key and OpenPGP keys.
 fn write_openpgp_files(
     layout: &Layout,
     identities: &[OpenPgpIdentity],
@@ -224,6 +224,11 @@ fn write_openpgp_files(
         write_new_file(
             &layout.file(&format!("{address}-revoked.pgp")),
             &issued.revoked,
+            0o644,
+        )?;
+        write_new_file(
+            &layout.file(&format!("{address}-expired.pgp")),
+            &issued.expired,
             0o644,
         )?;
     }
@@ -248,6 +253,11 @@ fn write_openpgp_files(
     write_new_file(
         &layout.file("peer-openpgp-revoked.pgp"),
         &peer.issued.revoked,
+        0o644,
+    )?;
+    write_new_file(
+        &layout.file("peer-openpgp-expired.pgp"),
+        &peer.issued.expired,
         0o644,
     )
 }
@@ -296,10 +306,11 @@ fn print_openpgp_summary(
         )?;
         writeln!(
             out,
-            "      localid pgp client and server, trust pgp {}; {} and {}",
+            "      localid pgp client and server, trust pgp {}; {}, {} and {}",
             hex::encode(&identity.issued.key_id),
             path(&format!("{}.pgp", identity.address)),
-            path(&format!("{}-revoked.pgp", identity.address))
+            path(&format!("{}-revoked.pgp", identity.address)),
+            path(&format!("{}-expired.pgp", identity.address))
         )?;
     }
     writeln!(

@@ -5,10 +5,11 @@
 //! user ID and the subkey binding and is then dropped, so the key cannot be changed later.
 //! A new `dev-init` makes a new one. The authentication subkey carries the token key (or the
 //! peer's file key), which TLS sends as an RFC 7250 raw public key. Each identity is built
-//! twice: as issued, and with the key revocation that the builder issued alongside it, which
-//! tests use as a revoked key.
+//! three times, for tests: as issued, with the key revocation that the builder issued
+//! alongside it, and with newer self-signatures that let the key expire a minute after its
+//! creation, an hour ago.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail, ensure};
 use sequoia_openpgp::cert::{CertBuilder, CipherSuite};
@@ -23,6 +24,9 @@ use sequoia_openpgp::{Cert, Profile};
 use tlspool_validate::openpgp::AuthenticationKey;
 
 use super::BACKDATE;
+
+/// Lifetime of the expired copy of a key, counted from its creation `BACKDATE` ago.
+const EXPIRED_LIFETIME: Duration = Duration::from_secs(60);
 
 /// DER of the rsaEncryption algorithm OID (1.2.840.113549.1.1.1).
 const RSA_ENCRYPTION: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
@@ -58,6 +62,8 @@ pub(in crate::admin::dev_init) struct OpenPgpKey {
     pub(in crate::admin::dev_init) transferable_public_key: Vec<u8>,
     /// The same key with its key revocation signature.
     pub(in crate::admin::dev_init) revoked: Vec<u8>,
+    /// The same key with self-signatures that make it expired.
+    pub(in crate::admin::dev_init) expired: Vec<u8>,
     /// The 64-bit key ID of the primary key, the trust database key.
     pub(in crate::admin::dev_init) key_id: Vec<u8>,
     /// The fingerprint of the primary key, in hexadecimal.
@@ -111,9 +117,17 @@ pub(in crate::admin::dev_init) fn issue_openpgp_key(
     check_round_trip(&cert, spki, address)?;
 
     let revoked = cert.clone().insert_packets(vec![revocation])?.0;
+    let policy = StandardPolicy::new();
+    let expiry = cert
+        .with_policy(&policy, None)?
+        .primary_key()
+        .set_expiration_time(&mut signer, Some(created + EXPIRED_LIFETIME))
+        .with_context(|| format!("signing the expiry of the OpenPGP key of {address}"))?;
+    let expired = cert.clone().insert_packets(expiry)?.0;
     Ok(OpenPgpKey {
         transferable_public_key: cert.to_vec()?,
         revoked: revoked.to_vec()?,
+        expired: expired.to_vec()?,
         key_id: cert.keyid().as_bytes().to_vec(),
         fingerprint: cert.fingerprint().to_hex(),
         version: version.number(),
@@ -187,7 +201,7 @@ fn parse_spki(spki: &[u8]) -> anyhow::Result<SpkiParts<'_>> {
     let (oid, parameters) = tlv(algorithm, 0x06)?;
     let curve = tlv(parameters, 0x06).ok().map(|(curve, _)| curve);
     let Some((0, public_key)) = bits.split_first() else {
-        bail!("the SubjectPublicKeyInfo key is no whole number of octets");
+        bail!("invalid SubjectPublicKeyInfo: the key bit string has unused bits");
     };
     Ok(SpkiParts {
         algorithm: oid,
@@ -276,6 +290,20 @@ mod tests {
         )
         .unwrap_err();
         assert!(error.to_string().contains("revoked"), "{error}");
+    }
+
+    #[test]
+    fn expired_copy_is_rejected() {
+        let key = SigningKey::generate(KeyType::Ed25519).unwrap();
+        let spki = key.public_key_der().unwrap();
+        let issued = issue_openpgp_key("dave@dev.example", &spki, OpenPgpVersion::V4).unwrap();
+        let error = AuthenticationKey::from_bytes(
+            &issued.expired,
+            &StandardPolicy::new(),
+            SystemTime::now(),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("expired"), "{error}");
     }
 
     #[test]
