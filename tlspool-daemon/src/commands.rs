@@ -3,9 +3,8 @@
 //!
 //! STARTTLS runs in [`crate::starttls`], which sends its callbacks and final reply itself.
 //! CONTROL_DETACH, CONTROL_REATTACH, PRNG and INFO run in the private `control` module.
-//! A LIDENTRY_REGISTER registration is stored by [`crate::lidentry`] and gets no reply unless
-//! it is refused. PINENTRY is not built yet, so it gets ERROR `E_TLSPOOL_COMMAND_NOTIMPL` with
-//! a message naming the command.
+//! A PINENTRY registration is stored by [`crate::pinentry`] and gets no reply unless it is
+//! refused, and so is a LIDENTRY_REGISTER registration, stored by [`crate::lidentry`].
 
 use std::sync::Arc;
 
@@ -49,6 +48,16 @@ pub async fn execute(request: Request, context: &CommandContext) -> Option<Recor
         sessions: &context.sessions,
         starttls_offered: context.offered.contains(Facilities::STARTTLS),
     };
+    if let Payload::PinEntry(entry) = &request.record.payload {
+        let registered = context.tls.pin_entry.register(
+            context.connection,
+            reqid,
+            entry,
+            context.writer.clone(),
+            Arc::clone(&context.callbacks),
+        );
+        return registered.err().map(|error| error.to_record(reqid));
+    }
     if let Payload::LidEntryRegister(entry) = &request.record.payload {
         let writer = context.writer.clone();
         let callbacks = Arc::clone(&context.callbacks);
@@ -60,7 +69,6 @@ pub async fn execute(request: Request, context: &CommandContext) -> Option<Recor
     if let Some(reply) = control::serve(reqid, request.record.payload, &control_context).await {
         return Some(reply);
     }
-    // NOTE: PINENTRY replies E_TLSPOOL_COMMAND_NOTIMPL until its capability is built.
     debug!(target: TARGET_UNIXSOCK, connection = context.connection.0, reqid, command = name,
         "command not implemented");
     let message = format!("TLS Pool does not implement {name} yet");

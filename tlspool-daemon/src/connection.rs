@@ -119,6 +119,15 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
                 }
                 handshakes.spawn(starttls::serve(request, context.clone()));
             }
+            Action::Run(request) if request.command == CommandCode::PinEntry => {
+                // Registered before the next record is read, so a PING sent after the
+                // registration is answered only once the registration is in place.
+                if let Some(reply) = commands::execute(request, &context).await
+                    && !send(&writer, connection, &reply).await
+                {
+                    break;
+                }
+            }
             Action::Run(request) => {
                 let writer = writer.clone();
                 let context = context.clone();
@@ -139,6 +148,9 @@ pub async fn serve_connection(stream: UnixStream, connection: ConnectionId, shar
     // Requests in progress are abandoned; dropping the protocol completes their callbacks.
     requests.shutdown().await;
     handshakes.shutdown().await;
+    // Released before the callbacks are answered, so a request that fails on this
+    // disconnect finds the PIN entry window free.
+    shared.tls.pin_entry.release_connection(connection);
     drop(protocol);
     shared.sessions.release_connection(connection);
     shared.tls.lidentry.release_connection(connection);

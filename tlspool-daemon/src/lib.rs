@@ -43,6 +43,7 @@ pub mod lidentry;
 pub mod listener;
 mod options;
 pub mod pidfile;
+pub mod pinentry;
 pub mod privileges;
 pub mod protocol;
 mod server;

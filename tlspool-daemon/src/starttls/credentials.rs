@@ -1,5 +1,6 @@
 //! Local credentials of a handshake: the localid and disclose lookups of the TLS Pool version
-//! 2 protocol, and the GnuTLS credentials built from a stored X.509 value and its token key.
+//! 2 protocol, and the GnuTLS credentials built from a stored X.509 value, an OpenPGP value
+//! (sent as an RFC 7250 raw public key) or both, with their token keys.
 //!
 //! Every lookup opens a fresh read transaction, so changes made with `tlspool-admin` apply to
 //! the next handshake without a restart. In both roles the first listed identity, and within
@@ -15,17 +16,20 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Semaphore;
 
+use sequoia_openpgp::policy::StandardPolicy;
 use tlspool_core::db::{
     self, CredentialType, Database, DbEnv, DbRead, DiscloseChanges, Disclosure, Donai,
     LocalIdEntry, LocalIdFlags,
 };
-use tlspool_core::tls::{self, PrivateKeySource};
+use tlspool_core::tls::{self, CertificateTypes, PrivateKeySource};
+use tlspool_validate::openpgp::AuthenticationKey;
 
 use super::error::StartTlsError;
+use crate::tokens::TokenLogin;
 
 /// Maximum number of credential lookups that run on blocking threads at once.
 pub const MAX_CONCURRENT_LOOKUPS: usize = 8;
@@ -45,12 +49,13 @@ pub struct CredentialLoader {
     permits: Arc<Semaphore>,
     timeout: Duration,
     cache: Arc<Mutex<HashMap<(String, db::Role), CachedCredential>>>,
+    token_login: Option<Arc<TokenLogin>>,
 }
 
-/// A loaded credential with the stored value it came from.
+/// A loaded credential with the stored values it came from.
 #[derive(Debug)]
 struct CachedCredential {
-    entry: LocalIdEntry,
+    entries: Vec<LocalIdEntry>,
     credentials: tls::Credentials,
     loaded_at: Instant,
 }
@@ -62,7 +67,15 @@ impl CredentialLoader {
             permits: Arc::new(Semaphore::new(MAX_CONCURRENT_LOOKUPS)),
             timeout,
             cache: Arc::default(),
+            token_login: None,
         }
+    }
+
+    /// Logs in to a key's token with `token_login` before GnuTLS opens the key. The wait for
+    /// the PIN entry service counts against the lookup's `pkcs11_timeout`.
+    pub(crate) fn with_token_login(mut self, token_login: Option<Arc<TokenLogin>>) -> Self {
+        self.token_login = token_login;
+        self
     }
 
     /// Runs `job` on a blocking thread and waits for it within the timeout, which includes the
@@ -84,6 +97,7 @@ impl CredentialLoader {
         };
         let cache = CredentialCache {
             entries: Arc::clone(&self.cache),
+            token_login: self.token_login.clone(),
         };
         let handle = tokio::task::spawn_blocking(move || {
             let result = job(&cache);
@@ -291,22 +305,24 @@ fn databases_of(resources: &super::TlsResources) -> Result<&DbEnv, StartTlsError
 #[derive(Debug)]
 pub(crate) struct CredentialCache {
     entries: Arc<Mutex<HashMap<(String, db::Role), CachedCredential>>>,
+    token_login: Option<Arc<TokenLogin>>,
 }
 
 impl CredentialCache {
-    /// Returns the credential of `entry` for `local_id` in `role`, from the cache while it is
-    /// fresh and was loaded from the same stored value, else loaded anew (and then cached).
+    /// Returns the credential of `values` (an X.509 and an OpenPGP value at most) for
+    /// `local_id` in `role`, from the cache while it is fresh and was loaded from the same
+    /// stored values, else loaded anew (and then cached).
     fn load(
         &self,
         local_id: &str,
         role: db::Role,
-        entry: &LocalIdEntry,
+        values: &[LocalIdEntry],
     ) -> Result<LocalCredential, StartTlsError> {
         let key = (local_id.to_owned(), role);
         {
             let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(cached) = entries.get(&key)
-                && cached.entry == *entry
+                && cached.entries == values
                 && cached.loaded_at.elapsed() < CACHE_TTL
             {
                 return Ok(LocalCredential {
@@ -315,14 +331,24 @@ impl CredentialCache {
                 });
             }
         }
+        for entry in values {
+            if let (Some(token_login), Some(uri)) = (&self.token_login, &entry.pkcs11_uri) {
+                token_login
+                    .log_in_for_key(uri)
+                    .map_err(|source| StartTlsError::TokenLogin {
+                        local_id: local_id.to_owned(),
+                        source,
+                    })?;
+            }
+        }
         // Two lookups that miss at once both load; the later one replaces the entry.
-        let loaded = load(local_id, entry)?;
+        let loaded = load(local_id, values)?;
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries.retain(|_, cached| cached.loaded_at.elapsed() < CACHE_TTL);
         entries.insert(
             key,
             CachedCredential {
-                entry: entry.clone(),
+                entries: values.to_vec(),
                 credentials: loaded.credentials.clone(),
                 loaded_at: Instant::now(),
             },
@@ -362,8 +388,8 @@ pub(crate) fn parse_donai(field: &'static str, text: &str) -> Result<Donai, Star
 ///
 /// # Errors
 ///
-/// [`StartTlsError::NoLocalIdentity`] when the identity has no usable X.509 server value, and
-/// the errors of reading the database and loading the credential.
+/// [`StartTlsError::NoLocalIdentity`] when the identity has no usable X.509 or OpenPGP
+/// server value, and the errors of reading the database and loading the credential.
 fn server_credential(
     databases: &DbEnv,
     cache: &CredentialCache,
@@ -372,17 +398,43 @@ fn server_credential(
 ) -> Result<LocalCredential, StartTlsError> {
     let donai = parse_donai(field, local_id)?;
     let found = databases.read()?.server_credentials(&donai)?;
-    let credential =
-        found
-            .get(CredentialType::X509)
-            .ok_or_else(|| StartTlsError::NoLocalIdentity {
-                local_id: local_id.to_owned(),
-            })?;
-    cache.load(
-        &credential.local_id.to_string(),
-        db::Role::Server,
-        &credential.entry,
-    )
+    let (owner, entries) =
+        presented_entries(&found).ok_or_else(|| StartTlsError::NoLocalIdentity {
+            local_id: local_id.to_owned(),
+        })?;
+    cache.load(&owner, db::Role::Server, &entries)
+}
+
+/// Picks the values a handshake presents from `found`: the X.509 and the OpenPGP value of
+/// the identity found first, so that GnuTLS can send either type. Returns that identity with
+/// its values, or `None` when `found` has neither type.
+fn presented_entries(found: &db::Credentials) -> Option<(String, Vec<LocalIdEntry>)> {
+    let first = found.iter().find(|credential| {
+        matches!(
+            credential.entry.credential_type,
+            CredentialType::X509 | CredentialType::OpenPgp
+        )
+    })?;
+    let entries = [CredentialType::X509, CredentialType::OpenPgp]
+        .into_iter()
+        .filter_map(|kind| found.get(kind))
+        .filter(|credential| credential.local_id == first.local_id)
+        .map(|credential| credential.entry.clone())
+        .collect();
+    Some((first.local_id.to_string(), entries))
+}
+
+/// Returns the certificate types a session with `credentials` offers: raw public keys as
+/// well as X.509 when the credentials hold an OpenPGP identity, in the configured order.
+pub(crate) fn certificate_types(
+    credentials: &tls::Credentials,
+    prefer_x509: bool,
+) -> CertificateTypes {
+    match (credentials.has_raw_public_key(), prefer_x509) {
+        (false, _) => CertificateTypes::X509Only,
+        (true, false) => CertificateTypes::RawPublicKeyFirst,
+        (true, true) => CertificateTypes::X509First,
+    }
 }
 
 /// Returns the local identities disclosed to `remote_id`, in order of preference.
@@ -426,15 +478,8 @@ fn disclosed_client_credential(
             remote_id: remote_id.to_owned(),
         });
     };
-    found
-        .get(CredentialType::X509)
-        .map(|credential| {
-            cache.load(
-                &credential.local_id.to_string(),
-                db::Role::Client,
-                &credential.entry,
-            )
-        })
+    presented_entries(&found)
+        .map(|(owner, entries)| cache.load(&owner, db::Role::Client, &entries))
         .transpose()
 }
 
@@ -454,36 +499,51 @@ fn client_credential(
     let values = databases
         .read()?
         .values(Database::LocalId, key.as_bytes())?;
-    let entry = values
+    let usable: Vec<LocalIdEntry> = values
         .iter()
         .filter_map(|value| LocalIdEntry::decode(value).ok())
-        .find(|entry| {
-            entry.credential_type == CredentialType::X509 && entry.is_usable_for(db::Role::Client)
-        })
-        .ok_or_else(|| StartTlsError::NoLocalIdentity {
+        .filter(|entry| entry.is_usable_for(db::Role::Client))
+        .collect();
+    let entries: Vec<LocalIdEntry> = [CredentialType::X509, CredentialType::OpenPgp]
+        .into_iter()
+        .filter_map(|kind| usable.iter().find(|entry| entry.credential_type == kind))
+        .cloned()
+        .collect();
+    if entries.is_empty() {
+        return Err(StartTlsError::NoLocalIdentity {
             local_id: local_id.to_owned(),
-        })?;
-    cache.load(&key, db::Role::Client, &entry)
+        });
+    }
+    cache.load(&key, db::Role::Client, &entries)
 }
 
-/// Loads `entry` of `local_id` into GnuTLS: the certificate chain from the database and the
-/// private key from its token (which may call the PIN callback).
-fn load(local_id: &str, entry: &LocalIdEntry) -> Result<LocalCredential, StartTlsError> {
+/// Loads `entries` of `local_id` into GnuTLS: an X.509 certificate chain and an OpenPGP
+/// identity's raw public key from the database, and their private keys from the token (which
+/// may call the PIN callback).
+fn load(local_id: &str, entries: &[LocalIdEntry]) -> Result<LocalCredential, StartTlsError> {
     let invalid = |reason: String| StartTlsError::InvalidCredential {
         local_id: local_id.to_owned(),
         reason,
     };
-    let Some(uri) = &entry.pkcs11_uri else {
-        return Err(invalid("the value has no PKCS #11 URI".to_owned()));
-    };
-    let chain = if entry.flags.contains(LocalIdFlags::CHAINED) {
-        split_chain(&entry.credential).map_err(invalid)?
-    } else {
-        vec![entry.credential.clone()]
-    };
-    let credentials = tls::Credentials::builder()
-        .certificate_chain_der(chain)
-        .private_key(PrivateKeySource::Pkcs11Uri(uri.clone()))
+    let mut builder = tls::Credentials::builder();
+    for entry in entries {
+        let Some(uri) = &entry.pkcs11_uri else {
+            return Err(invalid("the value has no PKCS #11 URI".to_owned()));
+        };
+        let key = PrivateKeySource::Pkcs11Uri(uri.clone());
+        if entry.credential_type == CredentialType::OpenPgp {
+            let spki = openpgp_raw_public_key(&entry.credential).map_err(invalid)?;
+            builder.raw_public_key(spki, key);
+            continue;
+        }
+        let chain = if entry.flags.contains(LocalIdFlags::CHAINED) {
+            split_chain(&entry.credential).map_err(invalid)?
+        } else {
+            vec![entry.credential.clone()]
+        };
+        builder.certificate_chain_der(chain).private_key(key);
+    }
+    let credentials = builder
         .build()
         .map_err(|source| StartTlsError::CredentialSetup {
             local_id: local_id.to_owned(),
@@ -493,6 +553,16 @@ fn load(local_id: &str, entry: &LocalIdEntry) -> Result<LocalCredential, StartTl
         local_id: local_id.to_owned(),
         credentials,
     })
+}
+
+/// Derives the raw public key GnuTLS sends for an OpenPGP local identity: the
+/// SubjectPublicKeyInfo of the authentication key (subkey or primary) of the transferable
+/// public key, which must be valid, unrevoked and unexpired now.
+fn openpgp_raw_public_key(transferable_public_key: &[u8]) -> Result<Vec<u8>, String> {
+    let policy = StandardPolicy::new();
+    AuthenticationKey::from_bytes(transferable_public_key, &policy, SystemTime::now())
+        .map(|key| key.subject_public_key_info)
+        .map_err(|error| error.to_string())
 }
 
 /// Splits concatenated DER certificates (`LID_CHAINED` data) by their outer lengths.
@@ -679,5 +749,41 @@ mod tests {
         assert!(split_chain(&[0x04, 0x01, 0x00]).is_err());
         assert!(split_chain(&[]).is_err());
         assert!(split_chain(&[0x30, 0x80]).is_err());
+    }
+
+    #[test]
+    fn certificate_types_follow_credentials() {
+        let key = tls::SigningKey::generate(tls::KeyType::EcdsaP256).unwrap();
+        let raw = tls::Credentials::builder()
+            .raw_public_key(
+                key.public_key_der().unwrap(),
+                PrivateKeySource::Memory {
+                    data: key.to_pkcs8_pem().unwrap(),
+                    encoding: tls::Encoding::Pem,
+                },
+            )
+            .build()
+            .unwrap();
+        let x509_only = tls::Credentials::anonymous_client().unwrap();
+
+        assert_eq!(
+            certificate_types(&raw, false),
+            CertificateTypes::RawPublicKeyFirst
+        );
+        assert_eq!(certificate_types(&raw, true), CertificateTypes::X509First);
+        assert_eq!(
+            certificate_types(&x509_only, false),
+            CertificateTypes::X509Only
+        );
+        assert_eq!(
+            certificate_types(&x509_only, true),
+            CertificateTypes::X509Only
+        );
+    }
+
+    #[test]
+    fn invalid_openpgp_value_is_named() {
+        let error = openpgp_raw_public_key(b"not an OpenPGP key").unwrap_err();
+        assert!(error.contains("invalid OpenPGP"), "{error}");
     }
 }
