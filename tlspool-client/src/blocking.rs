@@ -27,6 +27,9 @@ pub use crate::lidentry::{
     BlockingLocalIdSelectService as LocalIdSelectService,
     register_localid_select_blocking as register_localid_select,
 };
+pub use crate::pinentry::{
+    BlockingPinEntryService as PinEntryService, register_pin_entry_blocking as register_pin_entry,
+};
 
 /// An established TLS session with a blocking plaintext socket.
 pub type TlsConnection = crate::TlsConnection<UnixStream>;

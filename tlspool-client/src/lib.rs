@@ -135,6 +135,7 @@ pub mod ctl;
 mod error;
 mod lidentry;
 mod mux;
+mod pinentry;
 mod ping;
 mod socket;
 mod starttls;
@@ -145,6 +146,7 @@ pub use error::ClientError;
 pub use lidentry::{
     LocalIdChoice, LocalIdQuery, LocalIdQueryKind, LocalIdSelectService, register_localid_select,
 };
+pub use pinentry::{MAX_PIN_LEN, PinEntryService, PinRequest, register_pin_entry};
 pub use ping::PingReply;
 pub use socket::{MAX_SOCKET_PATH_LEN, resolve_socket_path};
 pub use starttls::{

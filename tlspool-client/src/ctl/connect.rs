@@ -15,7 +15,7 @@ use argh::FromArgs;
 use tracing::debug;
 
 use super::{identity_lines, stdout_error};
-use crate::{ClientError, StartTlsRequest, blocking};
+use crate::{ClientError, CtlKey, InfoKind, StartTlsRequest, blocking};
 
 /// Size of the buffer for each copy direction.
 const COPY_BUFFER_LEN: usize = 16 * 1024;
@@ -44,6 +44,10 @@ pub struct ConnectCommand {
     /// IANA service name sent to the daemon, at most 15 characters (default: generic)
     #[argh(option, arg_name = "NAME")]
     pub service: Option<String>,
+
+    /// use DTLS over UDP: each line of standard input is sent as one datagram
+    #[argh(switch)]
+    pub udp: bool,
 }
 
 /// Runs `tlspoolctl connect` against the daemon at `socket`.
@@ -59,9 +63,22 @@ pub(super) fn run(
     if let Some(service) = &command.service {
         builder.service(service);
     }
+    if command.udp {
+        builder.dtls();
+    }
     let request = builder.build()?;
 
     let client = blocking::Client::connect(Some(socket))?;
+    if command.udp {
+        let udp = super::datagram::connect_udp(&command.host, command.port)?;
+        debug!(host = %command.host, port = command.port, "UDP socket connected, starting DTLS");
+        let connection = client.starttls(udp, &request)?;
+        eprint!(
+            "{}",
+            identity_lines(&connection.local_id, &connection.remote_id)
+        );
+        return super::datagram::copy_datagrams(connection.plaintext, out);
+    }
     let address = format!("{}:{}", command.host, command.port);
     let tcp = TcpStream::connect((command.host.as_str(), command.port)).map_err(|source| {
         ClientError::Tcp {
@@ -77,7 +94,29 @@ pub(super) fn run(
         "{}",
         identity_lines(&connection.local_id, &connection.remote_id)
     );
+    eprint!("{}", session_lines(&client, &connection.ctlkey));
     copy_both_ways(connection.plaintext, out)
+}
+
+/// Describes the negotiated session from INFO: the certificate type of each side (`X.509`, or
+/// `RAWPK` for an RFC 7250 raw public key such as an OpenPGP identity's) and the protocol
+/// version. A value the daemon does not return shows as `(unknown)`.
+fn session_lines(client: &blocking::Client, ctlkey: &CtlKey) -> String {
+    let query = |kind| {
+        client
+            .info(ctlkey, kind, None)
+            .map(|value| String::from_utf8_lossy(&value).into_owned())
+            .unwrap_or_else(|error| {
+                debug!(%error, ?kind, "INFO query failed");
+                "(unknown)".to_owned()
+            })
+    };
+    format!(
+        "peer-certificate-type: {}\nlocal-certificate-type: {}\nprotocol-version: {}\n",
+        query(InfoKind::PEER_CERTIFICATE_TYPE),
+        query(InfoKind::MY_CERTIFICATE_TYPE),
+        query(InfoKind::PROTOCOL_VERSION)
+    )
 }
 
 /// Copies standard input to `plaintext` on a thread of its own and `plaintext` to `out` on
@@ -126,7 +165,10 @@ fn send_stdin(mut plaintext: UnixStream) {
 
 /// Copies `plaintext` to `out` until end of stream, flushing after each read so interactive
 /// output appears at once.
-fn receive_to(mut plaintext: UnixStream, out: &mut dyn Write) -> Result<(), ClientError> {
+pub(super) fn receive_to(
+    mut plaintext: UnixStream,
+    out: &mut dyn Write,
+) -> Result<(), ClientError> {
     let mut buffer = vec![0u8; COPY_BUFFER_LEN];
     loop {
         let len = match plaintext.read(&mut buffer) {

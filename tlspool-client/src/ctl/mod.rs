@@ -6,7 +6,9 @@
 //! the negotiated identities on standard error in the form of [`identity_lines`].
 
 mod connect;
+mod datagram;
 mod localid_select;
+mod pin_entry;
 mod selftest;
 mod serve;
 
@@ -22,6 +24,7 @@ use crate::{ClientError, PingReply, blocking, resolve_socket_path};
 
 pub use connect::ConnectCommand;
 pub use localid_select::{LocalIdSelectCommand, inquiry_lines, parse_choice};
+pub use pin_entry::{PinEntryCommand, request_lines};
 pub use selftest::{TEST_LABEL, TestClientCommand, TestServerCommand};
 pub use serve::ServeCommand;
 
@@ -57,6 +60,8 @@ pub enum Command {
     TestClient(TestClientCommand),
     /// `tlspoolctl test-server`.
     TestServer(TestServerCommand),
+    /// `tlspoolctl pin-entry`.
+    PinEntry(PinEntryCommand),
     /// `tlspoolctl localid-select`.
     LocalIdSelect(LocalIdSelectCommand),
 }
@@ -80,6 +85,7 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<(), ClientError> {
         Command::Serve(command) => serve::run(&socket, command),
         Command::TestClient(command) => selftest::run_client(&socket, command, out),
         Command::TestServer(command) => selftest::run_server(&socket, command, out),
+        Command::PinEntry(command) => pin_entry::run(&socket, command, out),
         Command::LocalIdSelect(command) => localid_select::run(&socket, command, out),
     }
 }

@@ -56,6 +56,11 @@ pub struct ServeCommand {
     /// exit after the first connection has ended
     #[argh(switch)]
     pub once: bool,
+
+    /// use DTLS over UDP and serve one peer at a time; only with --echo, which returns each
+    /// datagram
+    #[argh(switch)]
+    pub udp: bool,
 }
 
 /// Connection attempts to a daemon that closed the connection before `serve` gives up.
@@ -88,6 +93,15 @@ pub(super) fn run(socket: &Path, command: &ServeCommand) -> Result<(), ClientErr
         }
     };
     let request = server_request(command)?;
+    if command.udp {
+        if !matches!(handler, Handler::Echo) {
+            return Err(ClientError::InvalidRequest {
+                field: "handler",
+                reason: "serve --udp supports --echo only".to_owned(),
+            });
+        }
+        return super::datagram::serve_udp(socket, &command.listen, &request, command.once);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -107,6 +121,9 @@ fn server_request(command: &ServeCommand) -> Result<StartTlsRequest, ClientError
     };
     if let Some(service) = &command.service {
         builder.service(service);
+    }
+    if command.udp {
+        builder.dtls();
     }
     builder.build()
 }
