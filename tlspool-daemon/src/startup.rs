@@ -21,6 +21,7 @@ use crate::callbacks::CallbackTable;
 use crate::connection::Shared;
 use crate::daemonize::{Forked, fork_to_background};
 use crate::error::DaemonError;
+use crate::lidentry::LidEntryService;
 use crate::listener::Listener;
 use crate::options::Options;
 use crate::pidfile::PidFile;
@@ -28,7 +29,6 @@ use crate::pinentry::PinEntryService;
 use crate::privileges::Privileges;
 use crate::server;
 use crate::sessions::SessionRegistry;
-use crate::lidentry::LidEntryService;
 use crate::starttls::{CredentialLoader, OnTheFlySigner, TlsResources};
 use crate::tokens;
 

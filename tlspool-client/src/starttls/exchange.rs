@@ -175,16 +175,12 @@ impl<'r> Negotiation<'r> {
         // A UDP session's SOCK_SEQPACKET pair keeps each datagram whole. It is held in a
         // `UnixStream` because the standard library has no sequenced-packet type; `read` and
         // `write` on it move one datagram each.
-        let (kept, handed) = rustix::net::socketpair(
-            AddressFamily::UNIX,
-            kind,
-            SocketFlags::CLOEXEC,
-            None,
-        )
-        .map_err(|source| ClientError::Io {
-            call: "socketpair for the plaintext side",
-            source: source.into(),
-        })?;
+        let (kept, handed) =
+            rustix::net::socketpair(AddressFamily::UNIX, kind, SocketFlags::CLOEXEC, None)
+                .map_err(|source| ClientError::Io {
+                    call: "socketpair for the plaintext side",
+                    source: source.into(),
+                })?;
         self.plaintext = Some(UnixStream::from(kept));
         Ok(Step::Reply {
             record: answer(reqid, cbid, Payload::PlaintextConnect(starttls)),

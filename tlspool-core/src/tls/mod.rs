@@ -77,12 +77,12 @@ mod ffi;
     reason = "the GnuTLS X.509 writing FFI boundary; each block states its invariant"
 )]
 mod ffi_x509;
+mod privacy;
 #[allow(
     unsafe_code,
     reason = "the GnuTLS raw public key FFI boundary; each block states its invariant"
 )]
 mod rawpk;
-mod privacy;
 mod renegotiate;
 mod session;
 
@@ -96,8 +96,8 @@ pub use credentials::{
 pub use dtls::{CookieKey, CookieState, DEFAULT_DTLS_MTU, DtlsConfig, HelloCookie, MIN_DTLS_MTU};
 pub use error::{TlsError, VerifyError};
 pub use extkey::{ExternalKey, ExternalKeyAlgorithm, ExternalSigner, SignInput};
-pub use rawpk::CertificateTypes;
 pub use privacy::precursor_priority;
+pub use rawpk::CertificateTypes;
 pub use renegotiate::{RenegotiationSecurity, RenegotiationStatus};
 pub use session::{
     CertificateType, ChannelBinding, ClientCertificate, CredentialSelector,

@@ -58,10 +58,10 @@ use crate::lidentry::{Choice, LidEntryService, Selection};
 use crate::pinentry::PinEntryService;
 use crate::protocol::Request;
 use crate::sessions::Registration;
-use privacy::PrivacyOutcome;
 use callback::Caller;
 use credentials::{LocalCredential, certificate_types};
 use dtls::CipherTransport;
+use privacy::PrivacyOutcome;
 
 /// GnuTLS's default handshake timeout (`GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT`, 40 s in GnuTLS
 /// 3.7), for a request whose timeout is 0.
@@ -282,8 +282,14 @@ impl Negotiation<'_> {
             CipherTransport::Stream(stream) if self.offers_privacy(role) => {
                 let settings = &self.resources.privacy;
                 let priority = &self.resources.priority;
-                privacy::authenticate(&mut session, stream, priority, settings.max_preauth, deadline)
-                    .await?
+                privacy::authenticate(
+                    &mut session,
+                    stream,
+                    priority,
+                    settings.max_preauth,
+                    deadline,
+                )
+                .await?
             }
             _ => (PrivacyOutcome::NotAttempted, Vec::new()),
         };
