@@ -59,6 +59,8 @@ keys! {
     Pkcs11Token = "pkcs11_token",
     /// `pkcs11_timeout`: seconds a credential lookup may take (added by this implementation).
     Pkcs11Timeout = "pkcs11_timeout",
+    /// `openpgp_card_pin`: the user PIN tried first for every OpenPGP card (added).
+    OpenpgpCardPin = "openpgp_card_pin",
     /// `ldap_proxy`: LDAP URI of the global directory.
     LdapProxy = "ldap_proxy",
     /// `memcache_ttl`: cache entry lifetime in seconds.

@@ -270,9 +270,9 @@ impl Config {
 }
 
 impl fmt::Debug for Directive {
-    /// Formats the directive with the value of `pkcs11_pin` redacted.
+    /// Formats the directive with the values of `pkcs11_pin` and `openpgp_card_pin` redacted.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value: &dyn fmt::Debug = if self.key == Key::Pkcs11Pin {
+        let value: &dyn fmt::Debug = if matches!(self.key, Key::Pkcs11Pin | Key::OpenpgpCardPin) {
             &"<redacted>"
         } else {
             &self.value

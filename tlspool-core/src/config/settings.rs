@@ -33,6 +33,7 @@ pub(super) struct Settings {
     daemon_chroot: Option<PathBuf>,
     pkcs11_pin: Option<Pin>,
     pkcs11_timeout: Option<u32>,
+    openpgp_card_pin: Option<Pin>,
     ldap_proxy: Option<String>,
     memcache_ttl: Option<u32>,
     memcache_port: Option<u16>,
@@ -88,6 +89,7 @@ impl Settings {
             Key::DaemonChroot => self.daemon_chroot = Some(value::path(value)?),
             Key::Pkcs11Pin => self.pkcs11_pin = Some(Pin(value.to_owned())),
             Key::Pkcs11Timeout => self.pkcs11_timeout = Some(value::timeout_seconds(value)?),
+            Key::OpenpgpCardPin => self.openpgp_card_pin = Some(Pin(value.to_owned())),
             Key::LdapProxy => self.ldap_proxy = Some(value::ldap_uri(value)?),
             Key::MemcacheTtl => self.memcache_ttl = Some(value::seconds(value)?),
             Key::MemcachePort => self.memcache_port = Some(value::port(value)?),
@@ -218,6 +220,14 @@ impl Config {
             .pkcs11_timeout
             .unwrap_or(DEFAULT_PKCS11_TIMEOUT);
         std::time::Duration::from_secs(u64::from(seconds))
+    }
+
+    /// Returns the user PIN (PW1) tried first for every OpenPGP card (`openpgp_card_pin`).
+    pub fn openpgp_card_pin(&self) -> Option<&str> {
+        self.settings
+            .openpgp_card_pin
+            .as_ref()
+            .map(|pin| pin.0.as_str())
     }
 
     /// Returns the LDAP URI of the global directory (`ldap_proxy`).

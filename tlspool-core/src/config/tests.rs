@@ -288,6 +288,7 @@ const KEY_CASES: &[(Key, &str, &str, Option<&str>)] = &[
     ),
     (Key::Pkcs11Pin, "", "1234", None),
     (Key::Pkcs11Timeout, "", "30", Some("0")),
+    (Key::OpenpgpCardPin, "", "123456", None),
     (
         Key::Pkcs11Token,
         "pkcs11_path /usr/lib/softhsm/libsofthsm2.so\n",
@@ -426,7 +427,7 @@ fn key_names_round_trip() {
     for key in Key::ALL {
         assert_eq!(Key::from_name(key.name()), Some(*key));
     }
-    assert_eq!(Key::ALL.len(), 49);
+    assert_eq!(Key::ALL.len(), 50);
 }
 
 // Value grammars.
@@ -808,6 +809,14 @@ fn debug_output_hides_pin() {
     let debug = format!("{config:?}");
     assert!(!debug.contains("s3cret-pin"), "{debug}");
     assert!(debug.contains("redacted"), "{debug}");
+}
+
+#[test]
+fn debug_output_hides_card_pin() {
+    let config = parse_ok("openpgp_card_pin s3cret-card-pin\n");
+    assert_eq!(config.openpgp_card_pin(), Some("s3cret-card-pin"));
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("s3cret-card-pin"), "{debug}");
 }
 
 #[test]
