@@ -1,11 +1,17 @@
 //! `-u`: DTLS over UDP through the TLS Pool, one session per peer address.
 //!
-//! Server mode (`-s -u`) listens on the first `-l` address. A datagram from a new peer makes
-//! tlstunnel open a socket bound to the same address with `SO_REUSEPORT` and connected to
-//! that peer. The kernel then delivers the peer's datagrams to that socket, which the daemon
-//! runs the DTLS server on, and each plaintext datagram goes to a UDP socket connected to the
-//! first `-r` address. The first ClientHello stays with the listening socket and is dropped,
-//! so the session starts with the client's retransmission of it, about 1 s later.
+//! Server mode (`-s -u`) listens on the first `-l` address with `SO_REUSEPORT`. It peeks at
+//! each datagram, so the datagram stays queued. For a new peer, tlstunnel binds a fresh
+//! listening socket to the same address, connects the old one to that peer and hands it to
+//! the daemon, which runs the DTLS server on it. The peer's first ClientHello is still queued
+//! there, so the daemon's cookie exchange replies to it at once and the session does not wait for
+//! the client's retransmission. The kernel delivers the peer's later datagrams to the
+//! connected socket, and each plaintext datagram goes to a UDP socket connected to the first
+//! `-r` address.
+//!
+//! NOTE: datagrams of other new peers that were queued behind the first ClientHello, or that
+//! arrive while the old socket is not yet connected, go to that peer's session and are lost
+//! there. Their senders retransmit, as after any loss.
 //!
 //! Client mode (`-c -u`) listens for plaintext datagrams on the first `-l` address. Each new
 //! sender gets a UDP socket connected to the first `-r` address, on which the daemon runs the
@@ -57,6 +63,10 @@ pub(crate) fn bind_listener(options: &Options) -> Result<UdpListener, TunnelErro
     let local = resolve(options.listen.first())?;
     let remote = resolve(options.remote.first())?;
     let socket = bind(local, options.role == Role::Server)?;
+    // Port 0 binds an ephemeral port, which every later listening socket must reuse.
+    let local = socket
+        .local_addr()
+        .map_err(TunnelError::io("reading the udp listening address"))?;
     info!(%local, %remote, role = ?options.role, "udp tunnel listening");
     Ok(UdpListener {
         socket,
@@ -105,23 +115,40 @@ async fn serve_server(
     remote: SocketAddr,
 ) -> Result<(), TunnelError> {
     let peers: Arc<Mutex<HashSet<SocketAddr>>> = Arc::default();
+    let mut listener = listener;
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
     loop {
         let (_, peer) = listener
-            .recv_from(&mut buf)
+            .peek_from(&mut buf)
             .await
             .map_err(TunnelError::io("receiving on the udp listener"))?;
-        if !lock(&peers).insert(peer) {
+        if lock(&peers).contains(&peer) {
+            // A datagram of a peer with a session that reached the listener before the
+            // session's socket was connected.
+            discard_datagram(&listener, &mut buf, peer);
             continue;
         }
-        let socket = match bind_std(local, true).and_then(|socket| connect_std(socket, peer)) {
-            Ok(socket) => socket,
+        let next = match bind(local, true) {
+            Ok(next) => next,
             Err(error) => {
-                warn!(%peer, %error, "no socket for the udp peer");
-                lock(&peers).remove(&peer);
+                warn!(%peer, %error, "no new udp listening socket; datagram dropped");
+                discard_datagram(&listener, &mut buf, peer);
                 continue;
             }
         };
+        let accepted = std::mem::replace(&mut listener, next);
+        let socket = match accepted
+            .into_std()
+            .map_err(TunnelError::io("deregistering a udp socket"))
+            .and_then(|socket| connect_std(socket, peer))
+        {
+            Ok(socket) => socket,
+            Err(error) => {
+                warn!(%peer, %error, "no socket for the udp peer");
+                continue;
+            }
+        };
+        lock(&peers).insert(peer);
         debug!(%peer, "new udp peer");
         let (options, starttls, peers) = (
             Arc::clone(options),
@@ -135,6 +162,13 @@ async fn serve_server(
             lock(&peers).remove(&peer);
             debug!(%peer, "udp peer expired");
         });
+    }
+}
+
+/// Drops the datagram of `peer` at the head of the listening socket's queue.
+fn discard_datagram(listener: &UdpSocket, buf: &mut [u8], peer: SocketAddr) {
+    if let Err(error) = listener.try_recv_from(buf) {
+        debug!(%peer, %error, "dropping a udp datagram failed");
     }
 }
 
@@ -336,7 +370,8 @@ fn bind_std(local: SocketAddr, shared: bool) -> Result<std::net::UdpSocket, Tunn
     Ok(std::net::UdpSocket::from(fd))
 }
 
-/// Connects a freshly bound per-peer socket to `peer` and returns its descriptor.
+/// Connects the socket that received the first datagram of `peer` to it and returns its
+/// descriptor.
 fn connect_std(socket: std::net::UdpSocket, peer: SocketAddr) -> Result<OwnedFd, TunnelError> {
     socket
         .connect(peer)
