@@ -554,26 +554,32 @@ fn tlstunnel(daemon: &TestDaemon, args: &[&str]) -> Peer {
     Peer::spawn("tlstunnel", command)
 }
 
+/// Starts `tlstunnel -s -u` for `DOMAIN` on 127.0.0.1:`port`, forwarding to the UDP service
+/// on 127.0.0.1:`backend_port`.
+fn tlstunnel_udp_server(daemon: &TestDaemon, port: u16, backend_port: u16) -> Peer {
+    tlstunnel(
+        daemon,
+        &[
+            "-s",
+            "-u",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-r",
+            &format!("127.0.0.1:{backend_port}"),
+            "-L",
+            DOMAIN,
+            "--ignore-remote-id",
+        ],
+    )
+}
+
 #[test]
 fn tlstunnel_udp_both_modes_reach_echo_service() {
     let daemon = start_daemon(&[]);
     let echo_port = udp_echo_service();
     let server_port = free_udp_port();
     let client_port = free_udp_port();
-    let server = tlstunnel(
-        &daemon,
-        &[
-            "-s",
-            "-u",
-            "-l",
-            &format!("127.0.0.1:{server_port}"),
-            "-r",
-            &format!("127.0.0.1:{echo_port}"),
-            "-L",
-            DOMAIN,
-            "--ignore-remote-id",
-        ],
-    );
+    let server = tlstunnel_udp_server(&daemon, server_port, echo_port);
     let client = tlstunnel(
         &daemon,
         &[
@@ -594,9 +600,8 @@ fn tlstunnel_udp_both_modes_reach_echo_service() {
     app.connect(("127.0.0.1", client_port)).expect("connect");
     app.set_read_timeout(Some(Duration::from_secs(1)))
         .expect("read timeout");
-    // The tunnels bind their ports some time after they start, and the server tunnel's
-    // session starts with the client's retransmitted ClientHello, so the first datagram is
-    // sent again until its echo returns.
+    // The tunnels bind their ports some time after they start, so the first datagram is sent
+    // again until its echo returns.
     let mut buf = [0u8; 2048];
     let mut first_echo = None;
     for _ in 0..60 {
@@ -635,4 +640,118 @@ fn tlstunnel_udp_both_modes_reach_echo_service() {
         assert_eq!(echo.len(), len, "echo length of a {len}-byte datagram");
         assert_eq!(echo, datagram, "echo content of a {len}-byte datagram");
     }
+}
+
+/// Returns whether `datagram` is a DTLS ClientHello with an empty cookie, the kind a client
+/// sends before any HelloVerifyRequest (RFC 6347 section 4.2.1).
+fn is_cookieless_client_hello(datagram: &[u8]) -> bool {
+    // Record header (13 bytes), handshake header (12), client_version (2) and random (32).
+    const SESSION_ID_LENGTH: usize = 13 + 12 + 2 + 32;
+    if datagram.len() <= SESSION_ID_LENGTH || datagram[0] != 22 || datagram[13] != 1 {
+        return false;
+    }
+    let cookie_length = SESSION_ID_LENGTH + 1 + usize::from(datagram[SESSION_ID_LENGTH]);
+    datagram.get(cookie_length) == Some(&0)
+}
+
+/// A UDP relay on 127.0.0.1 in front of `upstream` that forwards datagrams both ways for one
+/// client and counts the cookieless ClientHellos that client sends.
+struct HelloCountingRelay {
+    address: SocketAddr,
+    cookieless_hellos: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl HelloCountingRelay {
+    fn start(upstream: SocketAddr) -> Self {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+
+        let front = UdpSocket::bind("127.0.0.1:0").expect("bind the relay");
+        let address = front.local_addr().expect("relay address");
+        let back = UdpSocket::bind("127.0.0.1:0").expect("bind the relay's upstream socket");
+        back.connect(upstream).expect("connect the relay upstream");
+        let cookieless_hellos = Arc::new(AtomicUsize::new(0));
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+
+        let (front_in, back_out) = (
+            front.try_clone().expect("clone"),
+            back.try_clone().expect("clone"),
+        );
+        let (count, client_in) = (Arc::clone(&cookieless_hellos), Arc::clone(&client));
+        thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            while let Ok((len, sender)) = front_in.recv_from(&mut buf) {
+                if is_cookieless_client_hello(&buf[..len]) {
+                    count.fetch_add(1, Ordering::SeqCst);
+                }
+                *client_in.lock().expect("relay client lock") = Some(sender);
+                let _ = back_out.send(&buf[..len]);
+            }
+        });
+        thread::spawn(move || {
+            let mut buf = [0u8; 65536];
+            loop {
+                let len = match back.recv(&mut buf) {
+                    Ok(len) => len,
+                    // An ICMP port unreachable from the tunnel before it listens.
+                    Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        continue;
+                    }
+                    Err(_) => return,
+                };
+                let sender = *client.lock().expect("relay client lock");
+                if let Some(sender) = sender {
+                    let _ = front.send_to(&buf[..len], sender);
+                }
+            }
+        });
+        Self {
+            address,
+            cookieless_hellos,
+        }
+    }
+
+    fn cookieless_hellos(&self) -> usize {
+        self.cookieless_hellos
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn tlstunnel_udp_server_answers_first_client_hello() {
+    let daemon = start_daemon(&[]);
+    let echo_port = udp_echo_service();
+    let server_port = free_udp_port();
+    let server = tlstunnel_udp_server(&daemon, server_port, echo_port);
+    assert!(
+        server.wait_for_output("udp tunnel listening"),
+        "tlstunnel -s -u did not start:\n{}",
+        server.output()
+    );
+    let relay = HelloCountingRelay::start(([127, 0, 0, 1], server_port).into());
+
+    let control = blocking::Client::connect(Some(daemon.socket_path())).expect("connect");
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+    udp.connect(relay.address).expect("connect UDP");
+    let request = StartTlsRequest::client(DOMAIN)
+        .local_id(DOMAIN)
+        .dtls()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("request");
+    let mut connection = control
+        .starttls(udp, &request)
+        .unwrap_or_else(|error| panic!("dtls starttls: {error}\ntunnel:\n{}", server.output()));
+    set_read_timeout(&connection.plaintext);
+    connection.plaintext.write_all(b"first try").expect("send");
+    assert_eq!(recv_datagram(&mut connection.plaintext), b"first try");
+
+    // A dropped first ClientHello makes the client send it again after its 1 s
+    // retransmission timer, so a second cookieless ClientHello passes the relay.
+    assert_eq!(
+        relay.cookieless_hellos(),
+        1,
+        "cookieless ClientHellos the client sent\ntunnel:\n{}",
+        server.output()
+    );
 }
