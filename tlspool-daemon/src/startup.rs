@@ -112,7 +112,8 @@ pub fn run(options: Options) -> anyhow::Result<()> {
         priority: config.tls_priority().to_owned(),
         prefer_x509: config.tls_prefer_x509(),
         credentials: CredentialLoader::new(config.pkcs11_timeout())
-            .with_token_login(token_login.clone()),
+            .with_token_login(token_login.clone())
+            .with_openpgp_cards(config.openpgp_card_pin(), Arc::clone(&pin_entry)),
         validation: crate::starttls::Validation::from_config(&config),
         pin_entry,
         lidentry: LidEntryService::new(),

@@ -23,7 +23,7 @@
 
 mod identities;
 
-use identities::OpenPgpVersion;
+pub(super) use identities::{OpenPgpVersion, issue_openpgp_key_for};
 
 use std::ffi::OsString;
 use std::fs::{self, OpenOptions};

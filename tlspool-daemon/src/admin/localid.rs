@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail, ensure};
 use argh::FromArgs;
 use tlspool_core::db::{CredentialType, Database, DbRead, Donai, LocalIdEntry, OpenMode};
+use tlspool_pkcs11::CardKeyReference;
 
+use super::card::CardArgs;
 use super::config::DbSettings;
 use super::flags::{self, LocalIdSpec};
 use super::output::write_line;
@@ -30,10 +32,11 @@ enum LocalIdAction {
     Get(GetArgs),
     List(ListArgs),
     Delete(DeleteArgs),
+    Card(CardArgs),
 }
 
 /// Replace the credentials of one type of a local identity. With no URI and file pairs, only
-/// delete them.
+/// delete them. A pgp value may name an OpenPGP card key as openpgp-card:MMMM:SSSSSSSS.
 #[derive(Debug, FromArgs)]
 #[argh(subcommand, name = "set")]
 struct SetArgs {
@@ -44,8 +47,8 @@ struct SetArgs {
     /// (client, server, chained, nop11)
     #[argh(positional)]
     flags: String,
-    /// pairs of PKCS #11 URI (the expression for valexp, empty with nop11) and credential
-    /// file (- for standard input)
+    /// pairs of PKCS #11 URI (openpgp-card:MMMM:SSSSSSSS for a pgp key on an OpenPGP card,
+    /// the expression for valexp, empty with nop11) and credential file (- for standard input)
     #[argh(positional)]
     pairs: Vec<String>,
 }
@@ -93,6 +96,7 @@ pub(crate) fn run(
         LocalIdAction::Get(args) => get(settings, args, out),
         LocalIdAction::List(_) => list(settings, out),
         LocalIdAction::Delete(args) => delete(settings, args),
+        LocalIdAction::Card(args) => super::card::run(settings, args, out),
     }
 }
 
@@ -114,7 +118,17 @@ fn set(settings: &DbSettings, args: &SetArgs) -> anyhow::Result<()> {
     for pair in args.pairs.chunks_exact(2) {
         new_values.push(build_value(&spec, credential_type, &pair[0], &pair[1])?);
     }
+    replace_values(settings, &local_id, credential_type, new_values)
+}
 
+/// Replaces the values of `credential_type` of `local_id` with `new_values` in one write
+/// transaction.
+pub(super) fn replace_values(
+    settings: &DbSettings,
+    local_id: &Donai,
+    credential_type: CredentialType,
+    new_values: Vec<Vec<u8>>,
+) -> anyhow::Result<()> {
     let env = open_env(settings, OpenMode::ReadWrite)?;
     let mut txn = env.write()?;
     let key = local_id.to_string();
@@ -139,6 +153,13 @@ fn build_value(
             "with nop11 the URI argument must be empty, found {uri:?}"
         );
         None
+    } else if CardKeyReference::is_card_reference(uri) {
+        ensure!(
+            credential_type == CredentialType::OpenPgp,
+            "the OpenPGP card key {uri:?} can only be used by a pgp value"
+        );
+        CardKeyReference::parse(uri).with_context(|| format!("invalid card key {uri:?}"))?;
+        Some(uri.to_owned())
     } else {
         ensure!(
             credential_type == CredentialType::Valexp || uri.starts_with("pkcs11:"),
@@ -152,10 +173,15 @@ fn build_value(
         pkcs11_uri,
         credential: read_input(file.as_ref())?,
     };
+    encode_value(&entry, file)
+}
+
+/// Encodes `entry`, whose credential came from `source`, within [`MAX_VALUE_LEN`].
+pub(super) fn encode_value(entry: &LocalIdEntry, source: &str) -> anyhow::Result<Vec<u8>> {
     let value = entry.encode()?;
     ensure!(
         value.len() <= MAX_VALUE_LEN,
-        "the value for {file} is {} bytes, over the maximum of {MAX_VALUE_LEN}",
+        "the value for {source} is {} bytes, over the maximum of {MAX_VALUE_LEN}",
         value.len()
     );
     Ok(value)

@@ -13,6 +13,7 @@
 //! `\xHH`, so every entry stays on one line.
 
 mod check_chain;
+mod card;
 mod config;
 mod db;
 mod dev_init;

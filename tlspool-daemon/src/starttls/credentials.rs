@@ -26,9 +26,12 @@ use tlspool_core::db::{
     LocalIdEntry, LocalIdFlags,
 };
 use tlspool_core::tls::{self, CertificateTypes, PrivateKeySource};
+use tlspool_pkcs11::CardKeyReference;
 use tlspool_validate::openpgp::AuthenticationKey;
 
+use super::card::CardKeys;
 use super::error::StartTlsError;
+use crate::pinentry::PinEntryService;
 use crate::tokens::TokenLogin;
 
 /// Maximum number of credential lookups that run on blocking threads at once.
@@ -50,6 +53,7 @@ pub struct CredentialLoader {
     timeout: Duration,
     cache: Arc<Mutex<HashMap<(String, db::Role), CachedCredential>>>,
     token_login: Option<Arc<TokenLogin>>,
+    card_keys: Option<Arc<CardKeys>>,
 }
 
 /// A loaded credential with the stored values it came from.
@@ -68,6 +72,7 @@ impl CredentialLoader {
             timeout,
             cache: Arc::default(),
             token_login: None,
+            card_keys: None,
         }
     }
 
@@ -75,6 +80,19 @@ impl CredentialLoader {
     /// the PIN entry service counts against the lookup's `pkcs11_timeout`.
     pub(crate) fn with_token_login(mut self, token_login: Option<Arc<TokenLogin>>) -> Self {
         self.token_login = token_login;
+        self
+    }
+
+    /// Signs with the OpenPGP cards of `openpgp-card:` key references, verifying their user
+    /// PIN with `configured_pin` (`openpgp_card_pin`) and then `pin_entry`. Each card call
+    /// may take `pkcs11_timeout`.
+    pub(crate) fn with_openpgp_cards(
+        mut self,
+        configured_pin: Option<&str>,
+        pin_entry: Arc<PinEntryService>,
+    ) -> Self {
+        let cards = CardKeys::new(self.timeout, configured_pin, pin_entry);
+        self.card_keys = Some(Arc::new(cards));
         self
     }
 
@@ -98,6 +116,7 @@ impl CredentialLoader {
         let cache = CredentialCache {
             entries: Arc::clone(&self.cache),
             token_login: self.token_login.clone(),
+            card_keys: self.card_keys.clone(),
         };
         let handle = tokio::task::spawn_blocking(move || {
             let result = job(&cache);
@@ -306,6 +325,7 @@ fn databases_of(resources: &super::TlsResources) -> Result<&DbEnv, StartTlsError
 pub(crate) struct CredentialCache {
     entries: Arc<Mutex<HashMap<(String, db::Role), CachedCredential>>>,
     token_login: Option<Arc<TokenLogin>>,
+    card_keys: Option<Arc<CardKeys>>,
 }
 
 impl CredentialCache {
@@ -332,7 +352,11 @@ impl CredentialCache {
             }
         }
         for entry in values {
-            if let (Some(token_login), Some(uri)) = (&self.token_login, &entry.pkcs11_uri) {
+            let token_uri = entry
+                .pkcs11_uri
+                .as_ref()
+                .filter(|uri| !CardKeyReference::is_card_reference(uri));
+            if let (Some(token_login), Some(uri)) = (&self.token_login, token_uri) {
                 token_login
                     .log_in_for_key(uri)
                     .map_err(|source| StartTlsError::TokenLogin {
@@ -342,7 +366,7 @@ impl CredentialCache {
             }
         }
         // Two lookups that miss at once both load; the later one replaces the entry.
-        let loaded = load(local_id, values)?;
+        let loaded = load(local_id, values, self.card_keys.as_deref())?;
         let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         entries.retain(|_, cached| cached.loaded_at.elapsed() < CACHE_TTL);
         entries.insert(
@@ -519,8 +543,12 @@ fn client_credential(
 
 /// Loads `entries` of `local_id` into GnuTLS: an X.509 certificate chain and an OpenPGP
 /// identity's raw public key from the database, and their private keys from the token (which
-/// may call the PIN callback).
-fn load(local_id: &str, entries: &[LocalIdEntry]) -> Result<LocalCredential, StartTlsError> {
+/// may call the PIN callback) or, for an `openpgp-card:` reference, from `card_keys`.
+fn load(
+    local_id: &str,
+    entries: &[LocalIdEntry],
+    card_keys: Option<&CardKeys>,
+) -> Result<LocalCredential, StartTlsError> {
     let invalid = |reason: String| StartTlsError::InvalidCredential {
         local_id: local_id.to_owned(),
         reason,
@@ -530,12 +558,23 @@ fn load(local_id: &str, entries: &[LocalIdEntry]) -> Result<LocalCredential, Sta
         let Some(uri) = &entry.pkcs11_uri else {
             return Err(invalid("the value has no PKCS #11 URI".to_owned()));
         };
-        let key = PrivateKeySource::Pkcs11Uri(uri.clone());
+        let is_card = CardKeyReference::is_card_reference(uri);
         if entry.credential_type == CredentialType::OpenPgp {
             let spki = openpgp_raw_public_key(&entry.credential).map_err(invalid)?;
+            let key = if is_card {
+                card_key(local_id, uri, &spki, card_keys)?
+            } else {
+                PrivateKeySource::Pkcs11Uri(uri.clone())
+            };
             builder.raw_public_key(spki, key);
             continue;
         }
+        if is_card {
+            return Err(invalid(format!(
+                "the X.509 value names the OpenPGP card key {uri}, which only a pgp value can use"
+            )));
+        }
+        let key = PrivateKeySource::Pkcs11Uri(uri.clone());
         let chain = if entry.flags.contains(LocalIdFlags::CHAINED) {
             split_chain(&entry.credential).map_err(invalid)?
         } else {
@@ -553,6 +592,28 @@ fn load(local_id: &str, entries: &[LocalIdEntry]) -> Result<LocalCredential, Sta
         local_id: local_id.to_owned(),
         credentials,
     })
+}
+
+/// Opens the OpenPGP card that `uri` names as the key of `local_id`'s raw public key `spki`.
+fn card_key(
+    local_id: &str,
+    uri: &str,
+    spki: &[u8],
+    card_keys: Option<&CardKeys>,
+) -> Result<PrivateKeySource, StartTlsError> {
+    let invalid = |reason: String| StartTlsError::InvalidCredential {
+        local_id: local_id.to_owned(),
+        reason,
+    };
+    let reference = CardKeyReference::parse(uri)
+        .map_err(|error| invalid(format!("invalid key reference {uri}: {error}")))?;
+    let Some(card_keys) = card_keys else {
+        return Err(invalid(format!(
+            "the key {uri} is on an OpenPGP card, and this daemon has no card support set up"
+        )));
+    };
+    let key = card_keys.open_key(local_id, &reference, spki)?;
+    Ok(PrivateKeySource::External(key))
 }
 
 /// Derives the raw public key GnuTLS sends for an OpenPGP local identity: the

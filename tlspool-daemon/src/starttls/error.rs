@@ -177,6 +177,46 @@ pub enum StartTlsError {
         source: tlspool_pkcs11::Pkcs11Error,
     },
 
+    /// The OpenPGP card of a credential's key is unusable: no card with that ident, pcscd
+    /// not reachable, no usable authentication key, or a user PIN that is missing, wrong or
+    /// blocked.
+    #[error("TLS Pool cannot use OpenPGP card {ident} for {local_id}: {source}")]
+    CardFailed {
+        /// The local identity.
+        local_id: String,
+        /// The card's ident, `MMMM:SSSSSSSS`.
+        ident: String,
+        /// The card error.
+        #[source]
+        source: tlspool_pkcs11::Pkcs11Error,
+    },
+
+    /// The card's authentication key is not the key of the identity's OpenPGP value.
+    #[error(
+        "the authentication key of OpenPGP card {ident} differs from the OpenPGP key of {local_id}; store the card's key with tlspool-admin localid card"
+    )]
+    CardKeyMismatch {
+        /// The local identity.
+        local_id: String,
+        /// The card's ident, `MMMM:SSSSSSSS`.
+        ident: String,
+    },
+
+    /// A call to an OpenPGP card, including the wait for its PIN, did not finish within
+    /// `pkcs11_timeout`.
+    #[error(
+        "OpenPGP card {ident} timed out after {} s during {operation}; check the card and pcscd or raise pkcs11_timeout",
+        timeout.as_secs()
+    )]
+    CardTimedOut {
+        /// The card's ident, `MMMM:SSSSSSSS`.
+        ident: String,
+        /// The card operation.
+        operation: &'static str,
+        /// The `pkcs11_timeout` that passed.
+        timeout: Duration,
+    },
+
     /// GnuTLS could not load a credential, for instance because its token key did not open.
     #[error("TLS Pool cannot load the credential of {local_id}: {source}")]
     CredentialSetup {
@@ -411,6 +451,7 @@ impl StartTlsError {
             Self::UnknownTransport { .. } => EPROTONOSUPPORT,
             Self::HandshakeTimedOut { .. }
             | Self::CredentialLookupTimedOut { .. }
+            | Self::CardTimedOut { .. }
             | Self::LocalIdSelectionTimedOut { .. }
             | Self::NewLocalIdTimedOut { .. } => ETIMEDOUT,
             Self::PeerCertificateMissing => ENOKEY,

@@ -21,6 +21,7 @@
 //!   bypasses the cache of the online validation checks.
 
 mod callback;
+mod card;
 mod client_hello;
 mod credentials;
 mod dtls;
@@ -31,12 +32,13 @@ mod privacy;
 mod renegotiate;
 mod validation;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd as _, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::{debug, info};
+use nix::sys::socket::{SockaddrStorage, getpeername};
+use tracing::{debug, info, warn};
 
 use tlspool_core::db::{DbEnv, DiscloseChanges};
 use tlspool_core::logging::TARGET_TLS;
@@ -134,6 +136,11 @@ pub(crate) async fn serve(request: Request, context: CommandContext) {
             return;
         }
     }
+    let peer = peer_address(request.fd.as_ref());
+    let (requested_local_id, requested_remote_id) = match &request.record.payload {
+        Payload::StartTls(params) => (params.localid.to_string(), params.remoteid.to_string()),
+        _ => (String::new(), String::new()),
+    };
     match negotiate(request, &context).await {
         Ok(established) => {
             let reply = Record::new(
@@ -145,13 +152,14 @@ pub(crate) async fn serve(request: Request, context: CommandContext) {
                     "sending the STARTTLS reply failed; closing the session");
                 return;
             }
-            info!(target: TARGET_TLS, connection, reqid = established.reqid,
+            info!(target: TARGET_TLS, connection, reqid = established.reqid, %peer,
                 local_id = established.reply.localid.as_str(),
                 remote_id = established.reply.remoteid.as_str(), "tls session established");
-            tokio::spawn(relay_session(established, connection));
+            tokio::spawn(relay_session(established, connection, peer));
         }
         Err((reqid, error)) => {
-            info!(target: TARGET_TLS, connection, reqid = request_reqid, %error,
+            warn!(target: TARGET_TLS, connection, reqid = request_reqid, %peer,
+                local_id = requested_local_id, remote_id = requested_remote_id, %error,
                 "starttls failed");
             let record = error.to_record(reqid);
             if let Err(error) = context.writer.send_record(&record, None).await {
@@ -163,7 +171,7 @@ pub(crate) async fn serve(request: Request, context: CommandContext) {
 }
 
 /// Relays `established` until it ends, then unregisters its control key.
-async fn relay_session(established: Established, connection: u64) {
+async fn relay_session(established: Established, connection: u64, peer: String) {
     let Established {
         session,
         cipher,
@@ -171,21 +179,13 @@ async fn relay_session(established: Established, connection: u64) {
         registration,
         queries,
         early_plaintext,
+        reply,
         ..
     } = established;
     let stop = registration.stop_signal();
     let outcome = match cipher {
         CipherTransport::Stream(cipher) => {
-            let cipher = cipher.into_fd();
-            relay::run_with_early_plaintext(
-                session,
-                cipher,
-                plaintext,
-                stop,
-                queries,
-                early_plaintext,
-            )
-            .await
+            relay::run_on_socket(session, cipher, plaintext, stop, queries, early_plaintext).await
         }
         CipherTransport::Datagram {
             socket,
@@ -198,17 +198,36 @@ async fn relay_session(established: Established, connection: u64) {
     let end = match &outcome.end {
         RelayEnd::Closed => "closed".to_owned(),
         RelayEnd::HungUp(role) => format!("{role} side hung up"),
-        RelayEnd::Stopped => "control connection closed".to_owned(),
+        RelayEnd::Stopped => "stopped by the control connection's close or the daemon's stop"
+            .to_owned(),
         RelayEnd::IdleTimedOut { idle } => {
             format!("no datagram from the DTLS peer for {} s", idle.as_secs())
         }
         RelayEnd::Failed(error) => error.to_string(),
         other => format!("{other:?}"),
     };
-    info!(target: TARGET_TLS, connection, end = %end,
-        plaintext_to_tls = outcome.plaintext_to_tls, tls_to_plaintext = outcome.tls_to_plaintext,
-        "tls session ended");
+    let (local_id, remote_id) = (reply.localid.as_str(), reply.remoteid.as_str());
+    let (sent, received) = (outcome.plaintext_to_tls, outcome.tls_to_plaintext);
+    match &outcome.end {
+        RelayEnd::Failed(RelayError::Tls {
+            source: TlsError::PrematureTermination,
+            ..
+        }) => warn!(target: TARGET_TLS, connection, %peer, local_id, remote_id,
+            plaintext_to_tls = sent, tls_to_plaintext = received,
+            "tls session truncated: the peer closed the connection without close_notify"),
+        RelayEnd::Failed(_) => warn!(target: TARGET_TLS, connection, %peer, local_id, remote_id,
+            end = %end, plaintext_to_tls = sent, tls_to_plaintext = received,
+            "tls session failed"),
+        _ => info!(target: TARGET_TLS, connection, %peer, local_id, remote_id, end = %end,
+            plaintext_to_tls = sent, tls_to_plaintext = received, "tls session ended"),
+    }
     drop(registration);
+}
+
+/// Returns the peer address of the ciphertext socket `fd` for logs, or `unknown`.
+fn peer_address(fd: Option<&OwnedFd>) -> String {
+    fd.and_then(|fd| getpeername::<SockaddrStorage>(fd.as_raw_fd()).ok())
+        .map_or_else(|| "unknown".to_owned(), |address| address.to_string())
 }
 
 /// The state of one request while it negotiates.

@@ -42,7 +42,7 @@ use super::{
 
 mod openpgp;
 
-pub(super) use openpgp::OpenPgpVersion;
+pub(in crate::admin) use openpgp::{OpenPgpVersion, issue_openpgp_key_for};
 use openpgp::{OpenPgpKey, issue_openpgp_key};
 
 /// Validity of the test CA.

@@ -39,7 +39,7 @@ const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
 
 /// The OpenPGP key version to issue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(in crate::admin::dev_init) enum OpenPgpVersion {
+pub(in crate::admin) enum OpenPgpVersion {
     /// Version 4 keys (RFC 4880).
     V4,
     /// Version 6 keys (RFC 9580).
@@ -57,9 +57,9 @@ impl OpenPgpVersion {
 }
 
 /// An issued OpenPGP key for one address.
-pub(in crate::admin::dev_init) struct OpenPgpKey {
+pub(in crate::admin) struct OpenPgpKey {
     /// The binary transferable public key.
-    pub(in crate::admin::dev_init) transferable_public_key: Vec<u8>,
+    pub(in crate::admin) transferable_public_key: Vec<u8>,
     /// The same key with its key revocation signature.
     pub(in crate::admin::dev_init) revoked: Vec<u8>,
     /// The same key with self-signatures that make it expired.
@@ -67,7 +67,7 @@ pub(in crate::admin::dev_init) struct OpenPgpKey {
     /// The 64-bit key ID of the primary key, the trust database key.
     pub(in crate::admin::dev_init) key_id: Vec<u8>,
     /// The fingerprint of the primary key, in hexadecimal.
-    pub(in crate::admin::dev_init) fingerprint: String,
+    pub(in crate::admin) fingerprint: String,
     /// The key version.
     pub(in crate::admin::dev_init) version: u8,
 }
@@ -84,6 +84,22 @@ pub(in crate::admin::dev_init) fn issue_openpgp_key(
     spki: &[u8],
     version: OpenPgpVersion,
 ) -> anyhow::Result<OpenPgpKey> {
+    let user_id = format!("TLS Pool development <{address}>");
+    issue_openpgp_key_for(&user_id, address, spki, version)
+}
+
+/// Issues an OpenPGP key with the user ID `user_id` as [`issue_openpgp_key`] does. `address`
+/// names the key in error messages.
+///
+/// # Errors
+///
+/// As [`issue_openpgp_key`].
+pub(in crate::admin) fn issue_openpgp_key_for(
+    user_id: &str,
+    address: &str,
+    spki: &[u8],
+    version: OpenPgpVersion,
+) -> anyhow::Result<OpenPgpKey> {
     let created = SystemTime::now() - BACKDATE;
     let profile = match version {
         OpenPgpVersion::V4 => Profile::RFC4880,
@@ -94,7 +110,7 @@ pub(in crate::admin::dev_init) fn issue_openpgp_key(
         .set_cipher_suite(CipherSuite::Cv25519)
         .set_creation_time(created)
         .set_primary_key_flags(KeyFlags::empty().set_certification())
-        .add_userid(format!("TLS Pool development <{address}>"))
+        .add_userid(user_id)
         .generate()
         .with_context(|| format!("generating the OpenPGP primary key of {address}"))?;
 
