@@ -16,7 +16,7 @@
 //! one callback is outstanding at a time, and a request waits for the one before it. When the
 //! helper's connection closes, its registration and window are dropped at once.
 //!
-//! [`ServicePin`] is the [`PinSource`] that the PKCS #11 login asks after `pkcs11_pin`. The
+//! `ServicePin` is the [`PinSource`] that the PKCS #11 login asks after `pkcs11_pin`. The
 //! login runs on a blocking thread, so the source waits for the service there and never on
 //! an async worker.
 

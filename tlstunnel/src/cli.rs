@@ -246,7 +246,7 @@ struct Builder {
 ///
 /// The usage errors of [`TunnelError`] (exit status 2): a missing or repeated mode, unknown
 /// options, missing or invalid values and addresses, a missing required option, an invalid
-/// chat script, [`TunnelError::DtlsNotImplemented`] for `-u`, and
+/// chat script, [`TunnelError::UdpNeedsInetAddress`] for `-u` with a UNIX socket address, and
 /// [`TunnelError::SctpUnsupported`] or [`TunnelError::SctpNotImplemented`] for `-x`.
 pub fn parse<I>(args: I) -> Result<Command, TunnelError>
 where
