@@ -9,13 +9,16 @@
 //! (`tls-unique` before TLS 1.3, `tls-exporter` under it), the subject and issuer of the
 //! peer's and of the own certificate, and checks each identity as a subjectAltName. Finally
 //! both sides send each other their PRNG output and channel binding and check that the peer
-//! computed the same. Each step prints `ok STEP` or `FAILED STEP: reason`, and the command
-//! fails unless every step passed.
+//! computed the same. Last, each side closes its write side and reads until the peer closes
+//! too, because closing the control connection stops the session, and a session stopped
+//! before the daemon relayed this side's line would lose it. Each step prints `ok STEP` or
+//! `FAILED STEP: reason`, and the command fails unless every step passed.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, ErrorKind, Read as _, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::time::Duration;
 
 use argh::FromArgs;
 
@@ -28,6 +31,9 @@ pub const TEST_LABEL: &str = "EXPERIMENTAL-tlspool-test";
 
 /// Bytes of keying material each PRNG step requests.
 const PRNG_TEST_LEN: usize = 16;
+
+/// How long the `close` step waits for the peer to close its side of the session.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Tag of an rfc822Name GeneralName (`[1] IMPLICIT IA5String`).
 const TAG_RFC822_NAME: u8 = 0x81;
@@ -191,10 +197,9 @@ fn run_steps(
         hex(first.as_deref().unwrap_or_default()),
         hex(binding.as_deref().unwrap_or_default())
     );
-    steps.report(
-        "peer-agrees",
-        compare_with_peer(connection.plaintext, &mine),
-    )?;
+    let mut plaintext = BufReader::new(connection.plaintext);
+    steps.report("peer-agrees", compare_with_peer(&mut plaintext, &mine))?;
+    steps.report("close", close_with_peer(plaintext))?;
 
     match steps.failed {
         0 => Ok(()),
@@ -313,15 +318,13 @@ fn expect_error(result: Result<(), ClientError>, expected: ErrorCode) -> Result<
 }
 
 /// Sends `mine` to the peer over the session and reads the peer's line, which must be equal.
-fn compare_with_peer(plaintext: UnixStream, mine: &str) -> Result<(), String> {
-    let mut writer = plaintext
-        .try_clone()
-        .map_err(|e| format!("dup of the plaintext socket failed: {e}"))?;
-    writer
+fn compare_with_peer(plaintext: &mut BufReader<UnixStream>, mine: &str) -> Result<(), String> {
+    plaintext
+        .get_ref()
         .write_all(mine.as_bytes())
         .map_err(|e| format!("sending to the peer failed: {e}"))?;
     let mut theirs = String::new();
-    BufReader::new(plaintext)
+    plaintext
         .read_line(&mut theirs)
         .map_err(|e| format!("reading from the peer failed: {e}"))?;
     if theirs == mine {
@@ -332,6 +335,32 @@ fn compare_with_peer(plaintext: UnixStream, mine: &str) -> Result<(), String> {
             theirs.trim_end(),
             mine.trim_end()
         ))
+    }
+}
+
+/// Shuts down the write side of the session, which the daemon sends as close_notify, and
+/// reads until end of file. A `tlspoolctl` peer shuts down its side only after it read this
+/// side's line, so once end of file arrives, closing the control connection cannot lose it.
+fn close_with_peer(mut plaintext: BufReader<UnixStream>) -> Result<(), String> {
+    let socket = plaintext.get_ref();
+    socket
+        .shutdown(Shutdown::Write)
+        .map_err(|e| format!("shutdown of the plaintext socket failed: {e}"))?;
+    socket
+        .set_read_timeout(Some(CLOSE_TIMEOUT))
+        .map_err(|e| format!("setting the read timeout failed: {e}"))?;
+    let mut rest = Vec::new();
+    match plaintext.read_to_end(&mut rest) {
+        Ok(_) if rest.is_empty() => Ok(()),
+        Ok(_) => Err(format!(
+            "the peer sent {} more bytes after its line",
+            rest.len()
+        )),
+        Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Err(format!(
+            "the peer did not close the session within {} s",
+            CLOSE_TIMEOUT.as_secs()
+        )),
+        Err(e) => Err(format!("reading from the peer failed: {e}")),
     }
 }
 
@@ -371,5 +400,47 @@ mod tests {
             .is_err()
         );
         assert!(expect_error(Ok(()), ErrorCode::CtlkeyAttached).is_err());
+    }
+
+    #[test]
+    fn exchange_then_close_passes() {
+        let (mine, theirs) = UnixStream::pair().expect("socket pair");
+        let peer = std::thread::spawn(move || {
+            let mut peer = BufReader::new(theirs);
+            let result = compare_with_peer(&mut peer, "ab 01\n");
+            (result, close_with_peer(peer))
+        });
+        let mut plaintext = BufReader::new(mine);
+        assert_eq!(compare_with_peer(&mut plaintext, "ab 01\n"), Ok(()));
+        assert_eq!(close_with_peer(plaintext), Ok(()));
+        let (peer_agrees, peer_close) = peer.join().expect("peer thread");
+        assert_eq!(peer_agrees, Ok(()));
+        assert_eq!(peer_close, Ok(()));
+    }
+
+    #[test]
+    fn close_reports_bytes_after_line() {
+        let (mine, mut theirs) = UnixStream::pair().expect("socket pair");
+        theirs.write_all(b"ab 01\nextra").expect("write");
+        theirs.shutdown(Shutdown::Write).expect("shutdown");
+        let mut plaintext = BufReader::new(mine);
+        assert_eq!(compare_with_peer(&mut plaintext, "ab 01\n"), Ok(()));
+        let close = close_with_peer(plaintext);
+        assert_eq!(
+            close,
+            Err("the peer sent 5 more bytes after its line".to_owned())
+        );
+    }
+
+    #[test]
+    fn compare_reports_different_line() {
+        let (mine, mut theirs) = UnixStream::pair().expect("socket pair");
+        theirs.write_all(b"cd 02\n").expect("write");
+        let mut plaintext = BufReader::new(mine);
+        let result = compare_with_peer(&mut plaintext, "ab 01\n");
+        assert_eq!(
+            result,
+            Err("the peer sent \"cd 02\", expected \"ab 01\"".to_owned())
+        );
     }
 }
