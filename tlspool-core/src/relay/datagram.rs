@@ -20,9 +20,11 @@
 //!   close_notify and ends the relay; close_notify from the peer shuts down the plaintext
 //!   socket's write side and ends it too, because DTLS has no half-closed state.
 //!
-//! `ECONNREFUSED` on the UDP socket (an ICMP port unreachable for an earlier datagram) is not
-//! an error: the peer may not listen yet, or may come back, and the idle timeout ends a
-//! session whose peer is gone.
+//! `ECONNREFUSED` on the UDP socket (an ICMP port unreachable for an earlier datagram) ends a
+//! client's handshake with [`RelayError::PeerUnreachable`], because no server listens on the
+//! peer's port. Everywhere else it is not an error: a server's peer proved its address in the
+//! cookie exchange, a spoofed ClientHello must not let an ICMP message end the wait for the
+//! real one, and the idle timeout ends a session whose peer is gone.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -42,7 +44,7 @@ use super::socket::register;
 use super::{LINGER_TIMEOUT, RelayEnd, RelayOutcome};
 use crate::logging::{TARGET_COPYCAT, TARGET_TLS};
 use crate::tls::{
-    CookieKey, CookieState, HandshakeStatus, HelloCookie, ReadOutcome, Session, TlsError,
+    CookieKey, CookieState, HandshakeStatus, HelloCookie, ReadOutcome, Role, Session, TlsError,
 };
 
 /// Size of the receive buffers: the largest UDP payload, so no datagram is ever cut.
@@ -50,6 +52,15 @@ const DATAGRAM_BUFFER: usize = 64 * 1024;
 
 /// Wait before the next handshake step when GnuTLS reports no retransmission timer.
 const IDLE_HANDSHAKE_POLL: Duration = Duration::from_secs(1);
+
+/// The handling of `ECONNREFUSED` by a receive or a send on the UDP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OnRefused {
+    /// Skip it: a receive waits for the next datagram and a send drops its datagram.
+    Ignore,
+    /// Fail with [`RelayError::PeerUnreachable`].
+    Fail,
+}
 
 /// A non-blocking datagram socket (UDP, or a `SOCK_DGRAM` or `SOCK_SEQPACKET` UNIX socket)
 /// registered with the reactor of the current tokio runtime.
@@ -109,11 +120,22 @@ impl DatagramSocket {
     /// `buf.len()` when the datagram was cut (`MSG_TRUNC`). `Ok(0)` from a `SOCK_SEQPACKET`
     /// socket is end of file. `ECONNREFUSED` is skipped.
     async fn recv(&self, buf: &mut [u8]) -> Result<usize, RelayError> {
+        self.recv_or_refused(buf, OnRefused::Ignore).await
+    }
+
+    async fn recv_or_refused(
+        &self,
+        buf: &mut [u8],
+        on_refused: OnRefused,
+    ) -> Result<usize, RelayError> {
         loop {
             match rustix::net::recv(self.fd.get_ref(), &mut *buf, RecvFlags::TRUNC) {
                 Ok((_, full)) => return Ok(full),
                 Err(Errno::AGAIN) => self.wait(Interest::READABLE, "recv").await?,
                 Err(Errno::INTR) => {}
+                Err(Errno::CONNREFUSED) if on_refused == OnRefused::Fail => {
+                    return Err(RelayError::PeerUnreachable { call: "recv" });
+                }
                 Err(Errno::CONNREFUSED) => {
                     trace!(target: TARGET_COPYCAT, fd = self.raw_fd(), "recv: connection refused");
                 }
@@ -125,11 +147,22 @@ impl DatagramSocket {
     /// Sends `datagram` whole, waiting until the socket has room. `ECONNREFUSED` drops it,
     /// as the network would.
     async fn send(&self, datagram: &[u8]) -> Result<(), RelayError> {
+        self.send_or_refused(datagram, OnRefused::Ignore).await
+    }
+
+    async fn send_or_refused(
+        &self,
+        datagram: &[u8],
+        on_refused: OnRefused,
+    ) -> Result<(), RelayError> {
         loop {
             match rustix::net::send(self.fd.get_ref(), datagram, SendFlags::NOSIGNAL) {
                 Ok(_) => return Ok(()),
                 Err(Errno::AGAIN) => self.wait(Interest::WRITABLE, "send").await?,
                 Err(Errno::INTR) => {}
+                Err(Errno::CONNREFUSED) if on_refused == OnRefused::Fail => {
+                    return Err(RelayError::PeerUnreachable { call: "send" });
+                }
                 Err(Errno::CONNREFUSED) => {
                     trace!(target: TARGET_COPYCAT, fd = self.raw_fd(), "send: connection refused");
                     return Ok(());
@@ -199,7 +232,8 @@ pub async fn exchange_cookie(
 ///
 /// # Errors
 /// [`RelayError::HandshakeTimedOut`] when `timeout` passes first, [`RelayError::Tls`] when the
-/// handshake fails (GnuTLS's own total DTLS timeout is `TlsError::HandshakeTimeout`), and
+/// handshake fails (GnuTLS's own total DTLS timeout is `TlsError::HandshakeTimeout`),
+/// [`RelayError::PeerUnreachable`] when an ICMP port unreachable reaches a client, and
 /// [`RelayError::Io`] when a system call fails.
 pub async fn drive_dtls_handshake(
     session: &mut Session,
@@ -223,6 +257,11 @@ async fn exchange_dtls_flights(
     session: &mut Session,
     cipher: &DatagramSocket,
 ) -> Result<(), RelayError> {
+    let on_refused = if session.role() == Role::Client {
+        OnRefused::Fail
+    } else {
+        OnRefused::Ignore
+    };
     let mut buf = vec![0u8; DATAGRAM_BUFFER];
     loop {
         let status = session.handshake();
@@ -234,7 +273,9 @@ async fn exchange_dtls_flights(
             call: "handshake",
             source,
         })?;
-        flush_datagrams(session, cipher).await?;
+        while let Some(datagram) = session.next_datagram() {
+            cipher.send_or_refused(&datagram, on_refused).await?;
+        }
         if status == HandshakeStatus::Done {
             return Ok(());
         }
@@ -243,7 +284,7 @@ async fn exchange_dtls_flights(
             .filter(|wait| !wait.is_zero())
             .unwrap_or(IDLE_HANDSHAKE_POLL);
         tokio::select! {
-            received = cipher.recv(&mut buf) => {
+            received = cipher.recv_or_refused(&mut buf, on_refused) => {
                 let len = received?.min(buf.len());
                 session.feed_datagram(&buf[..len]);
             }

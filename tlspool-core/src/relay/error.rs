@@ -75,6 +75,14 @@ pub enum RelayError {
     /// The TLS peer closed the connection before the handshake completed.
     #[error("the TLS peer closed the connection during the handshake")]
     ClosedDuringHandshake,
+    /// An ICMP port unreachable came back for a datagram of a DTLS client's handshake
+    /// (`ECONNREFUSED` on the connected UDP socket), so nothing listens on the peer's port.
+    // The ERROR record's message field has 128 bytes, and the daemon puts its own prefix first.
+    #[error("no DTLS server listens on the peer's UDP port (ICMP port unreachable)")]
+    PeerUnreachable {
+        /// The system call that reported it (`recv` or `send`).
+        call: &'static str,
+    },
     /// The handshake did not complete within the timeout.
     #[error("the TLS handshake timed out after {} ms", .timeout.as_millis())]
     HandshakeTimedOut {
@@ -117,9 +125,9 @@ impl RelayError {
             | Self::NotStreamSocket { role }
             | Self::NotDatagramSocket { role }
             | Self::Io { role, .. } => Some(*role),
-            Self::ClosedDuringHandshake | Self::HandshakeTimedOut { .. } => {
-                Some(DescriptorRole::Cipher)
-            }
+            Self::ClosedDuringHandshake
+            | Self::HandshakeTimedOut { .. }
+            | Self::PeerUnreachable { .. } => Some(DescriptorRole::Cipher),
             Self::RenegotiationTimedOut { .. } | Self::PreauthDataTooLarge { .. } => {
                 Some(DescriptorRole::Cipher)
             }

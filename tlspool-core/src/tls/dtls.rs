@@ -133,6 +133,24 @@ impl CookieKey {
     }
 }
 
+/// Returns the longest prefix of `datagram` that consists of whole DTLS records (RFC 6347
+/// section 4.1), each a 13-byte header and as many bytes as its length field gives, at least
+/// one. No valid record is empty: encrypted records carry at least the cipher's overhead, and
+/// records of epoch 0 carry handshake messages, alerts or ChangeCipherSpec, which RFC 5246
+/// section 6.2.1 forbids to send as empty fragments.
+fn well_formed_records(datagram: &[u8]) -> &[u8] {
+    let mut end = 0;
+    while let Some(header) = datagram.get(end..end + DTLS_RECORD_HEADER) {
+        let length = usize::from(u16::from_be_bytes([header[11], header[12]]));
+        let record_end = end + DTLS_RECORD_HEADER + length;
+        if length == 0 || record_end > datagram.len() {
+            break;
+        }
+        end = record_end;
+    }
+    &datagram[..end]
+}
+
 /// Settings of a DTLS session beyond those of [`SessionConfig`].
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -197,9 +215,27 @@ impl Session {
         self.handle.is_datagram()
     }
 
-    /// Queues one datagram received from the DTLS peer.
+    /// Queues one datagram received from the DTLS peer, cut to its well-formed records
+    /// ([`well_formed_records`]). A datagram without one is dropped here, because GnuTLS
+    /// 3.7.9 loses the next datagram after a zero-length record or a record that a datagram
+    /// cuts short, and ends the session on an empty datagram.
     pub fn feed_datagram(&mut self, datagram: &[u8]) {
-        self.handle.feed_datagram(datagram);
+        let records = well_formed_records(datagram);
+        if records.is_empty() {
+            trace!(
+                len = datagram.len(),
+                "datagram without a whole DTLS record dropped"
+            );
+            return;
+        }
+        if records.len() < datagram.len() {
+            trace!(
+                len = datagram.len(),
+                kept = records.len(),
+                "bytes after the last whole DTLS record dropped"
+            );
+        }
+        self.handle.feed_datagram(records);
     }
 
     /// Returns the number of fed datagrams GnuTLS has not read yet.
@@ -388,6 +424,79 @@ mod tests {
         assert_eq!(
             server.read_plaintext(&mut buf).unwrap(),
             ReadOutcome::WantRead
+        );
+    }
+
+    /// Datagrams that carry no valid record of an established session, in the order of
+    /// [`dtls_garbage_datagrams_are_discarded`]'s messages.
+    fn garbage_datagrams() -> Vec<(&'static str, Vec<u8>)> {
+        let record = |content_type: u8, epoch: u8, length: u16, body: &[u8]| {
+            let mut datagram = vec![content_type, 0xfe, 0xfd, 0, epoch, 0, 0, 0, 0, 0, 99];
+            datagram.extend_from_slice(&length.to_be_bytes());
+            datagram.extend_from_slice(body);
+            datagram
+        };
+        vec![
+            ("empty", Vec::new()),
+            ("one byte", vec![23]),
+            (
+                "a header cut to 12 bytes",
+                record(23, 1, 40, &[])[..12].to_vec(),
+            ),
+            ("random bytes", vec![0x5a; 300]),
+            ("an unknown content type", record(99, 1, 2, &[1, 2])),
+            (
+                "application data that fails to decrypt",
+                record(23, 1, 40, &[0xa5; 40]),
+            ),
+            (
+                "a handshake record of epoch 0",
+                record(22, 0, 4, &[20, 0, 0, 0]),
+            ),
+            (
+                "a length past the datagram's end",
+                record(23, 1, 0x4000, &[7; 16]),
+            ),
+            ("a zero-length record", record(23, 1, 0, &[])),
+        ]
+    }
+
+    #[test]
+    fn dtls_garbage_datagrams_are_discarded() {
+        let (mut client, mut server) = connected_pair();
+        let mut buf = [0u8; 64];
+        for (what, datagram) in garbage_datagrams() {
+            server.feed_datagram(&datagram);
+            assert_eq!(
+                server.read_plaintext(&mut buf).unwrap(),
+                ReadOutcome::WantRead,
+                "reading after {what}"
+            );
+            client.send_datagram(b"after").unwrap();
+            move_datagrams(&mut client, &mut server);
+            assert_eq!(
+                server.read_plaintext(&mut buf).unwrap(),
+                ReadOutcome::Data(5),
+                "the record after {what}"
+            );
+        }
+    }
+
+    #[test]
+    fn well_formed_records_cut_trailing_bytes() {
+        let (mut client, _server) = connected_pair();
+        client.send_datagram(b"one").unwrap();
+        let record = client.next_datagram().unwrap();
+        let mut two = record.clone();
+        two.extend_from_slice(&record);
+        assert_eq!(well_formed_records(&two), &two[..]);
+
+        let mut trailing = record.clone();
+        trailing.extend_from_slice(&record[..DTLS_RECORD_HEADER + 1]);
+        assert_eq!(well_formed_records(&trailing), &record[..]);
+        assert_eq!(
+            well_formed_records(&record[..record.len() - 1]),
+            &[] as &[u8]
         );
     }
 
