@@ -755,3 +755,141 @@ fn tlstunnel_udp_server_answers_first_client_hello() {
         server.output()
     );
 }
+
+#[test]
+fn tlspoolctl_connect_udp_to_closed_port_fails() {
+    let daemon = start_daemon(&[]);
+    let port = free_udp_port();
+
+    // The request's handshake timeout is 40 s, so a hang until then would end with "timed
+    // out" instead of the ICMP port unreachable that loopback returns at once.
+    let output = tlspoolctl(&daemon)
+        .args(["connect", "--udp", "127.0.0.1", &port.to_string()])
+        .args(["--remote-id", PEER])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run tlspoolctl connect --udp");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "tlspoolctl succeeded: {stderr}");
+    assert!(stderr.contains("port unreachable"), "tlspoolctl: {stderr}");
+    assert!(!stderr.contains("timed out"), "tlspoolctl: {stderr}");
+}
+
+/// Datagrams that are no valid DTLS record of the session: empty, too short for a record
+/// header, random bytes, a record of an unknown content type, application data of epoch 1
+/// that fails to decrypt, a record of epoch 0 after the handshake, a record whose length field
+/// exceeds the datagram, a zero-length record and a cookieless ClientHello.
+fn garbage_datagrams() -> Vec<Vec<u8>> {
+    let mut forged = vec![23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 99, 0, 40];
+    forged.extend_from_slice(&[0xa5; 40]);
+    let mut epoch_zero = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 200, 0, 4];
+    epoch_zero.extend_from_slice(&[20, 0, 0, 0]);
+    let mut overlong = vec![23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 100, 0x40, 0];
+    overlong.extend_from_slice(&[7; 16]);
+    vec![
+        Vec::new(),
+        vec![0x17],
+        pattern(300, 9),
+        vec![99, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 98, 0, 2, 1, 2],
+        forged,
+        epoch_zero,
+        overlong,
+        vec![23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 101, 0, 0],
+        cookieless_client_hello(7),
+    ]
+}
+
+#[test]
+fn garbage_datagrams_leave_session_alive() {
+    let daemon = start_daemon(&[]);
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+    let server_address = socket.local_addr().expect("address");
+    let server = pool_server(&daemon, socket);
+    let control = blocking::Client::connect(Some(daemon.socket_path())).expect("connect");
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+    udp.connect(server_address).expect("connect UDP");
+    // A second descriptor of the client's socket sends from the client's own address, as an
+    // attacker who spoofs it, or a broken peer, would.
+    let client_address_sender = udp.try_clone().expect("dup the client socket");
+    let mut client = pool_client_on(&control, udp, DOMAIN);
+    let accepted_session = server.join().expect("the server thread");
+    let mut accepted = accepted_session.connection;
+    client.plaintext.write_all(b"before").expect("send");
+    assert_eq!(recv_datagram(&mut accepted.plaintext), b"before");
+
+    for (index, garbage) in garbage_datagrams().iter().enumerate() {
+        client_address_sender
+            .send(garbage)
+            .unwrap_or_else(|error| panic!("send garbage datagram {index}: {error}"));
+        let datagram = pattern(50, index);
+        client.plaintext.write_all(&datagram).expect("send");
+        let mut buf = vec![0u8; 2048];
+        let received = accepted.plaintext.read(&mut buf).unwrap_or_else(|error| {
+            panic!(
+                "no datagram after garbage datagram {index}: {error}\ndaemon:\n{}",
+                daemon.stderr()
+            )
+        });
+        assert_eq!(
+            &buf[..received],
+            &datagram[..],
+            "datagram after garbage datagram {index}"
+        );
+    }
+    accepted.plaintext.write_all(b"reply").expect("send back");
+    assert_eq!(recv_datagram(&mut client.plaintext), b"reply");
+}
+
+#[test]
+fn sctp_starttls_is_not_supported() {
+    use tlspool_proto::blocking::RecordStream;
+    use tlspool_proto::{FixedString, Identity, Payload, Record, StartTls, StartTlsFlags};
+
+    let daemon = start_daemon(&[]);
+    let mut stream = RecordStream::connect(daemon.socket_path()).expect("connect");
+    stream
+        .get_ref()
+        .set_read_timeout(Some(PEER_TIMEOUT))
+        .expect("read timeout");
+    let request = Record::new(
+        1,
+        Payload::StartTls(StartTls {
+            flags: StartTlsFlags::LOCALROLE_CLIENT
+                | StartTlsFlags::REMOTEROLE_SERVER
+                | StartTlsFlags::DTLS,
+            local: 0,
+            ipproto: 132,
+            streamid: 3,
+            localid: Identity::new("").expect("localid fits"),
+            remoteid: Identity::new(PEER).expect("remoteid fits"),
+            ctlkey: [1; 16],
+            service: FixedString::new("generic").expect("service fits"),
+            timeout: 10_000,
+        }),
+    );
+    // This kernel has no SCTP, so a UDP socket stands in for the SCTP one.
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+    udp.connect(("127.0.0.1", free_udp_port()))
+        .expect("connect UDP");
+    stream
+        .send_record(&request, Some(std::os::fd::AsFd::as_fd(&udp)))
+        .expect("send STARTTLS");
+    let frame = stream
+        .recv()
+        .expect("receive from the daemon")
+        .expect("the daemon answers");
+    let reply = frame.decode().expect("decode the reply");
+    let Payload::Error(error) = reply.payload else {
+        panic!("STARTTLS over SCTP got {:?}", reply.payload);
+    };
+    assert!(
+        error.message.contains("SCTP"),
+        "error message: {}",
+        error.message
+    );
+    assert!(
+        error.message.contains("not supported on this system"),
+        "error message: {}",
+        error.message
+    );
+}
