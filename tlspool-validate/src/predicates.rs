@@ -7,7 +7,7 @@
 //! `Final` ends the evaluation and drops the rest. A check that times out counts as false, and
 //! so does every predicate still unresolved when no check is left.
 //!
-//! [`OnlineChecks`] owns the DNSSEC resolver for DANE, the global directory and the memcached
+//! [`OnlineChecks`] owns the DNSSEC resolver for DANE and OPENPGPKEY, the global directory and the memcached
 //! cache. Its results go through the cache unless the request ignores caches, and a cache
 //! that is down only causes misses.
 
@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::future::{AbortHandle, Abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use sequoia_openpgp::policy::StandardPolicy;
 use tracing::{debug, info};
 
 pub use futures_util::future::BoxFuture;
@@ -30,6 +31,7 @@ use crate::dns::Resolver;
 use crate::ldap::{
     Credential, DaneDirectoryCheck, DirectoryConfig, DnssecSrvResolver, GlobalDirectory, Outcome,
 };
+use crate::openpgp::{self, OpenPgpKeyLookup};
 use crate::valexp::{Event, NormalForm, Predicate, Registration};
 use crate::x509::{AnchorSet, Certificate, PathValidator, PeerRole, ValidateError};
 
@@ -377,6 +379,97 @@ impl OnlineChecks {
         self.through_cache(&key, ignore_caches, check).await
     }
 
+    /// Checks the raw public key `spki` (DER SubjectPublicKeyInfo) that the peer sent against
+    /// the TLSA records of `host`, `port` and `transport`, where only DANE-EE records with the
+    /// SubjectPublicKeyInfo selector apply. The outcomes are those of [`Self::dane`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`Self::dane`].
+    pub async fn dane_raw_public_key(
+        &self,
+        service: (&str, u16, Transport),
+        spki: &[u8],
+        ignore_caches: bool,
+    ) -> Result<Outcome, String> {
+        let resolver = self.resolver.as_ref().map_err(Clone::clone)?;
+        let (host, port, transport) = service;
+        let owner = dane::tlsa_owner(host, port, transport);
+        let key = CacheKey::new(CheckKind::DaneRawPublicKey, &owner, spki);
+        let check = async {
+            let outcome = dane::check_raw_public_key(resolver, host, port, transport, spki).await;
+            if let Some(reason) = outcome.lookup_failure(&owner) {
+                return Err(reason);
+            }
+            match outcome {
+                DaneOutcome::Match(_) => Ok(Outcome::Success),
+                DaneOutcome::NoMatch(reasons) => {
+                    debug!(target: LOG_TARGET, owner = %owner, ?reasons,
+                        "no tlsa record matches the raw public key");
+                    Ok(Outcome::Invalid)
+                }
+                _ => Ok(Outcome::NotFound),
+            }
+        };
+        self.through_cache(&key, ignore_caches, check).await
+    }
+
+    /// Checks the raw public key `spki` (DER SubjectPublicKeyInfo) that the peer sent against
+    /// the OPENPGPKEY records of `address` (`user@domain`, RFC 7929). `Success` is a key that
+    /// [`match_raw_public_key`](crate::openpgp::match_raw_public_key) accepts for the raw key
+    /// and the address, now and under sequoia's standard policy. `NotFound` is a DNSSEC-proven
+    /// absence of records, and `Invalid` records whose keys do not match.
+    ///
+    /// # Errors
+    ///
+    /// The reason there is no usable answer: DNSSEC off, an invalid address, an unsigned zone
+    /// (whose keys do not count), a bogus or failed lookup. Nothing is cached then.
+    pub async fn openpgpkey(
+        &self,
+        address: &str,
+        spki: &[u8],
+        ignore_caches: bool,
+    ) -> Result<Outcome, String> {
+        let resolver = self.resolver.as_ref().map_err(Clone::clone)?;
+        let key = CacheKey::new(CheckKind::OpenPgpKey, address, spki);
+        let check = async {
+            let owner =
+                openpgp::openpgpkey_owner_for(address).map_err(|error| error.to_string())?;
+            let lookup = openpgp::lookup_openpgpkey(resolver, address)
+                .await
+                .map_err(|error| error.to_string())?;
+            // The address is shorter than the owner name, so the reason fits an ERROR reply.
+            if let Some(reason) = lookup.lookup_failure(address) {
+                debug!(target: LOG_TARGET, owner = %owner, reason, "openpgpkey lookup gave no usable result");
+                return Err(reason);
+            }
+            let OpenPgpKeyLookup::Found(keys) = lookup else {
+                return Ok(Outcome::NotFound);
+            };
+            let policy = StandardPolicy::new();
+            let candidates = keys.iter().map(Vec::as_slice);
+            match openpgp::match_raw_public_key(
+                spki,
+                address,
+                candidates,
+                &policy,
+                SystemTime::now(),
+            ) {
+                Ok(found) => {
+                    debug!(target: LOG_TARGET, owner = %owner, key = %found.key.key,
+                        "openpgpkey record matches the raw public key");
+                    Ok(Outcome::Success)
+                }
+                Err(error) => {
+                    debug!(target: LOG_TARGET, owner = %owner, %error,
+                        "no openpgpkey record matches the raw public key");
+                    Ok(Outcome::Invalid)
+                }
+            }
+        };
+        self.through_cache(&key, ignore_caches, check).await
+    }
+
     /// Checks whether the global directory of `remote_id` holds `credential`.
     ///
     /// # Errors
@@ -393,6 +486,7 @@ impl OnlineChecks {
         let (kind, bytes) = match credential {
             Credential::X509(der) => (CheckKind::DirectoryX509, der),
             Credential::OpenPgp(key) => (CheckKind::DirectoryOpenPgp, key),
+            Credential::RawPublicKey(spki) => (CheckKind::DirectoryRawPublicKey, spki),
         };
         let key = CacheKey::new(kind, remote_id, bytes);
         let check = async {

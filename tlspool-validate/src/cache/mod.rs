@@ -60,6 +60,13 @@ pub enum CheckKind {
     /// DANE check of a certificate chain for one service: `Success` for a match, `NotFound`
     /// for a secure denial of TLSA records and `Invalid` for records that do not match.
     Dane,
+    /// DANE check of an RFC 7250 raw public key for one service, with the outcomes of `Dane`.
+    DaneRawPublicKey,
+    /// Global directory check of an RFC 7250 raw public key against `pgpKey` values.
+    DirectoryRawPublicKey,
+    /// OPENPGPKEY check of an RFC 7250 raw public key for one email address: `Success` for a
+    /// matching key, `NotFound` for a secure denial and `Invalid` for keys that do not match.
+    OpenPgpKey,
 }
 
 impl CheckKind {
@@ -69,6 +76,9 @@ impl CheckKind {
             Self::DirectoryX509 => "directory-x509",
             Self::DirectoryOpenPgp => "directory-openpgp",
             Self::Dane => "dane",
+            Self::DaneRawPublicKey => "dane-raw-public-key",
+            Self::DirectoryRawPublicKey => "directory-raw-public-key",
+            Self::OpenPgpKey => "openpgpkey",
         }
     }
 }

@@ -18,6 +18,9 @@
 //! (SubjectPublicKeyInfo) and matching types 0 (exact), 1 (SHA-256) and 2 (SHA-512) are
 //! supported.
 //!
+//! A peer that sent an RFC 7250 raw public key is checked with [`check_raw_public_key`]
+//! instead: only DANE-EE records with the SubjectPublicKeyInfo selector can match its key.
+//!
 //! # The predicates
 //!
 //! | outcome | `D` | `d` |
@@ -44,11 +47,13 @@
 //! - A record that matches a different certificate than the one that fails another check is
 //!   not combined: each record is tried on its own.
 
+mod raw_key;
 mod tlsa;
 mod verify;
 
 use tracing::{debug, warn};
 
+pub use raw_key::check_raw_public_key;
 pub use tlsa::{MatchingType, Selector, TlsaRecord, Usage};
 pub use verify::{DaneMatch, PkixValidator};
 
@@ -163,20 +168,10 @@ pub async fn check<P: PkixValidator>(
     pkix: &P,
 ) -> DaneOutcome {
     let owner = tlsa_owner(host, port, transport);
-    let records = match lookup_tlsa(resolver, &owner).await {
-        Ok(records) => records,
-        Err(outcome) => {
-            debug!(owner = %owner, outcome = ?outcome, "no dane for the peer");
-            return outcome;
-        }
+    let usable = match lookup_usable_tlsa(resolver, &owner).await {
+        Ok(usable) => usable,
+        Err(outcome) => return outcome,
     };
-    let usable = usable_records(&owner, &records);
-    if usable.is_empty() {
-        return DaneOutcome::NoMatch(vec![format!(
-            "none of the {} TLSA records at {owner} is usable",
-            records.len()
-        )]);
-    }
 
     let chain = match decode_chain(peer_chain_der) {
         Ok(chain) => chain,
@@ -189,6 +184,29 @@ pub async fn check<P: PkixValidator>(
             DaneOutcome::NoMatch(reasons)
         }
     }
+}
+
+/// Looks up the TLSA RRset at `owner` and returns its usable records. Every other result is
+/// returned as the final [`DaneOutcome`]: no secure records, or none of them usable.
+async fn lookup_usable_tlsa(
+    resolver: &Resolver,
+    owner: &str,
+) -> Result<Vec<TlsaRecord>, DaneOutcome> {
+    let records = match lookup_tlsa(resolver, owner).await {
+        Ok(records) => records,
+        Err(outcome) => {
+            debug!(owner = %owner, outcome = ?outcome, "no dane for the peer");
+            return Err(outcome);
+        }
+    };
+    let usable = usable_records(owner, &records);
+    if usable.is_empty() {
+        return Err(DaneOutcome::NoMatch(vec![format!(
+            "none of the {} TLSA records at {owner} is usable",
+            records.len()
+        )]));
+    }
+    Ok(usable)
 }
 
 /// Looks up the TLSA RRset at `owner`, returning every outcome other than secure records as

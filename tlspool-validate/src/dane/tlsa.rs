@@ -172,6 +172,12 @@ impl TlsaRecord {
             Selector::Certificate => certificate.der(),
             Selector::SubjectPublicKeyInfo => certificate.spki_der(),
         };
+        self.matches_data(selected)
+    }
+
+    /// Tells whether `selected` (the DER of what the selector picks), compared by the
+    /// matching type, equals the association data.
+    pub fn matches_data(&self, selected: &[u8]) -> bool {
         match self.matching_type {
             MatchingType::Exact => selected == self.data.as_slice(),
             MatchingType::Sha256 => {

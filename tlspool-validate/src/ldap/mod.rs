@@ -39,6 +39,9 @@
 //! X.509 values match when their DER bytes equal the peer's end certificate. OpenPGP values
 //! match when their first public key packet equals the peer key's. A key or certification
 //! revocation signature in the matching value or in the peer's key makes the outcome `Invalid`.
+//! For a peer that sent an RFC 7250 raw public key ([`Credential::RawPublicKey`]), a `pgpKey`
+//! value matches when its authentication key is that raw key and it has a valid, unrevoked
+//! user ID with the remote identity as its email address.
 //!
 //! Errors fail closed: a server that is down, a timeout, a failed TLS check or an unusable
 //! DNS answer makes the weak predicates false too, because "not negative" cannot be claimed
@@ -91,27 +94,31 @@ pub enum Credential<'a> {
     X509(&'a [u8]),
     /// The binary transferable public key (RFC 4880 section 11.1).
     OpenPgp(&'a [u8]),
+    /// The DER SubjectPublicKeyInfo of an RFC 7250 raw public key. A `pgpKey` value contains it
+    /// when [`match_raw_public_key`](crate::openpgp::match_raw_public_key) accepts the value
+    /// for the key and the remote identity.
+    RawPublicKey(&'a [u8]),
 }
 
 impl Credential<'_> {
     fn service(self) -> DirectoryService {
         match self {
             Self::X509(_) => DirectoryService::Ldap,
-            Self::OpenPgp(_) => DirectoryService::PgpKeyLdap,
+            Self::OpenPgp(_) | Self::RawPublicKey(_) => DirectoryService::PgpKeyLdap,
         }
     }
 
     fn object_class(self) -> &'static str {
         match self {
             Self::X509(_) => "pkiUser",
-            Self::OpenPgp(_) => "pgpKeyInfo",
+            Self::OpenPgp(_) | Self::RawPublicKey(_) => "pgpKeyInfo",
         }
     }
 
     fn attribute(self) -> &'static str {
         match self {
             Self::X509(_) => "userCertificate;binary",
-            Self::OpenPgp(_) => "pgpKey",
+            Self::OpenPgp(_) | Self::RawPublicKey(_) => "pgpKey",
         }
     }
 }
@@ -234,7 +241,10 @@ impl<R: SrvResolver, C: DirectoryTlsCheck> GlobalDirectory<R, C> {
 
         let mut last_error = None;
         for endpoint in &endpoints {
-            match self.search_server(endpoint, &query, credential).await {
+            match self
+                .search_server(endpoint, &query, remote_id, credential)
+                .await
+            {
                 Ok(outcome) => return Ok(outcome),
                 Err(error) => {
                     debug!(server = %endpoint.server.authority(), %error, "directory server failed");
@@ -254,6 +264,7 @@ impl<R: SrvResolver, C: DirectoryTlsCheck> GlobalDirectory<R, C> {
         &self,
         endpoint: &Endpoint,
         query: &Query,
+        remote_id: &str,
         credential: Credential<'_>,
     ) -> Result<Outcome, DirectoryError> {
         let mut response = self.search_bounded(endpoint, query).await?;
@@ -276,7 +287,7 @@ impl<R: SrvResolver, C: DirectoryTlsCheck> GlobalDirectory<R, C> {
             }
         }
 
-        let outcome = decide(credential, &response.values);
+        let outcome = decide(credential, remote_id, &response.values);
         if outcome != Outcome::Success && !unfollowed.is_empty() {
             return Err(DirectoryError::ReferralNotFollowed {
                 server: endpoint.server.authority(),
@@ -332,8 +343,8 @@ fn build_query(identity: &RemoteIdentity, credential: Credential<'_>) -> Option<
     })
 }
 
-/// Compares the returned values with the peer's credential.
-fn decide(credential: Credential<'_>, values: &[Vec<u8>]) -> Outcome {
+/// Compares the returned values with the peer's credential for `remote_id`.
+fn decide(credential: Credential<'_>, remote_id: &str, values: &[Vec<u8>]) -> Outcome {
     if values.is_empty() {
         return Outcome::NotFound;
     }
@@ -350,6 +361,7 @@ fn decide(credential: Credential<'_>, values: &[Vec<u8>]) -> Outcome {
                     .filter_map(|packets| openpgp::summarize(&packets))
                     .any(|entry| entry.primary_key == peer.primary_key && !entry.revoked)
         }
+        Credential::RawPublicKey(spki) => openpgp::holds_raw_public_key(values, spki, remote_id),
     };
     if matched {
         Outcome::Success
@@ -463,11 +475,17 @@ mod tests {
 
     #[test]
     fn x509_values_decide_outcome() {
-        assert_eq!(decide(Credential::X509(b"cert"), &[]), Outcome::NotFound);
-        let values = vec![b"other".to_vec(), b"cert".to_vec()];
-        assert_eq!(decide(Credential::X509(b"cert"), &values), Outcome::Success);
         assert_eq!(
-            decide(Credential::X509(b"cert"), &values[..1]),
+            decide(Credential::X509(b"cert"), "alice@example.com", &[]),
+            Outcome::NotFound
+        );
+        let values = vec![b"other".to_vec(), b"cert".to_vec()];
+        assert_eq!(
+            decide(Credential::X509(b"cert"), "alice@example.com", &values),
+            Outcome::Success
+        );
+        assert_eq!(
+            decide(Credential::X509(b"cert"), "alice@example.com", &values[..1]),
             Outcome::Invalid
         );
     }

@@ -1,9 +1,16 @@
 //! The comparison of OpenPGP keys from `pgpKey` values with the peer's key: decoding radix-64
 //! (RFC 4880 section 6), walking the packets (RFC 4880 section 4.2, RFC 9580 section 4.2), and
-//! finding the primary public key packet and any revocation signature.
+//! finding the primary public key packet and any revocation signature, and matching the values
+//! against a raw public key.
+
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use sequoia_openpgp::policy::StandardPolicy;
+use tracing::debug;
+
+use crate::openpgp::match_raw_public_key;
 
 /// Packet tag of a signature packet.
 const TAG_SIGNATURE: u8 = 2;
@@ -43,6 +50,33 @@ pub(crate) fn summarize(mut packets: &[u8]) -> Option<KeySummary> {
         primary_key: primary_key?,
         revoked,
     })
+}
+
+/// Tells whether one of the `pgpKey` `values` is an OpenPGP key of `remote_id` whose
+/// authentication key is the raw public key `spki`, valid now under sequoia's standard policy.
+pub(crate) fn holds_raw_public_key(values: &[Vec<u8>], spki: &[u8], remote_id: &str) -> bool {
+    let keys: Vec<Vec<u8>> = values
+        .iter()
+        .filter_map(|value| decode_value(value))
+        .collect();
+    let policy = StandardPolicy::new();
+    let found = match_raw_public_key(
+        spki,
+        remote_id,
+        keys.iter().map(Vec::as_slice),
+        &policy,
+        SystemTime::now(),
+    );
+    match found {
+        Ok(found) => {
+            debug!(remote_id, key = %found.key.key, "pgpKey value matches the raw public key");
+            true
+        }
+        Err(error) => {
+            debug!(remote_id, %error, "no pgpKey value matches the raw public key");
+            false
+        }
+    }
 }
 
 /// Decodes one `pgpKey` value: ASCII armor, bare radix-64, or binary packets.
@@ -200,6 +234,42 @@ mod tests {
         assert_eq!(summarize(&packet(13, b"no key first")), None);
         assert_eq!(summarize(&[0xc6, 0xe0, 1]), None);
         assert_eq!(summarize(&[]), None);
+    }
+
+    #[test]
+    fn raw_public_key_found_in_values() {
+        use sequoia_openpgp::cert::{CertBuilder, CipherSuite};
+        use sequoia_openpgp::serialize::SerializeInto as _;
+
+        let generate = |user_id: &str| {
+            let (cert, _) = CertBuilder::new()
+                .set_cipher_suite(CipherSuite::P256)
+                .add_userid(user_id)
+                .add_authentication_subkey()
+                .generate()
+                .expect("generate an OpenPGP key");
+            cert.to_vec().expect("serialize the key")
+        };
+        let hugh = generate("Hugh <hugh@example.com>");
+        let other = generate("Other <other@example.com>");
+        let policy = StandardPolicy::new();
+        let spki = crate::openpgp::AuthenticationKey::from_bytes(&hugh, &policy, SystemTime::now())
+            .expect("an authentication key")
+            .subject_public_key_info;
+        let radix64 = STANDARD.encode(&hugh).into_bytes();
+
+        assert!(holds_raw_public_key(
+            &[other.clone(), radix64],
+            &spki,
+            "hugh@example.com"
+        ));
+        assert!(!holds_raw_public_key(
+            std::slice::from_ref(&hugh),
+            &spki,
+            "other@example.com"
+        ));
+        assert!(!holds_raw_public_key(&[other], &spki, "hugh@example.com"));
+        assert!(!holds_raw_public_key(&[], &spki, "hugh@example.com"));
     }
 
     #[test]

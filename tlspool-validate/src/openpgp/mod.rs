@@ -7,7 +7,7 @@
 //! `TAD_TYPE_PINNED_PGP` pin, an LDAP `pgpKey` value or an OPENPGPKEY record. It selects the
 //! key that authenticates TLS and derives the SubjectPublicKeyInfo of that key. It decides
 //! whether a raw public key received from a peer belongs to an OpenPGP key of the identity the
-//! peer claims. It does not look keys up, and it runs no TLS.
+//! peer claims. It looks up OPENPGPKEY records under DNSSEC, and it runs no TLS.
 //!
 //! ```
 //! use std::time::SystemTime;
@@ -72,7 +72,9 @@
 //! user ID with that address, or a revoked user ID.
 //!
 //! [`openpgpkey_owner_name`] gives the DNS name under which RFC 7929 publishes the key of an
-//! email address.
+//! email address, and [`lookup_openpgpkey`] fetches the keys published there. Only a
+//! DNSSEC-secure answer yields keys: an unsigned zone yields none, and a bogus answer is an
+//! error. The keys found are candidates for [`match_raw_public_key`] like any other.
 //!
 //! # Known limitations
 //!
@@ -97,5 +99,7 @@ mod spki;
 pub use self::spki::subject_public_key_info;
 pub use error::{Mismatch, OpenPgpError, Rejection};
 pub use key::{AuthenticationKey, parse_transferable_public_key};
-pub use openpgpkey::openpgpkey_owner_name;
+pub use openpgpkey::{
+    OpenPgpKeyLookup, lookup_openpgpkey, openpgpkey_owner_for, openpgpkey_owner_name,
+};
 pub use peer::{PeerMatch, match_raw_public_key};
