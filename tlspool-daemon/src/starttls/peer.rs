@@ -62,8 +62,8 @@ pub(crate) struct Prepared {
     /// The identity of the directory check: the requested one or the certificate's.
     directory_id: String,
     ignore_caches: bool,
-    /// The peer's OpenPGP key (a transferable public key) when it sent a raw public key.
-    openpgp_key: Option<Vec<u8>>,
+    /// The DER SubjectPublicKeyInfo when the peer sent an RFC 7250 raw public key.
+    raw_public_key: Option<Vec<u8>>,
 }
 
 /// Either an identity decided without an expression or a peer to evaluate.
@@ -237,7 +237,7 @@ pub(crate) fn prepare(
         identity,
         directory_id,
         ignore_caches: request.flags.contains(StartTlsFlags::IGNORE_CACHES),
-        openpgp_key: None,
+        raw_public_key: None,
     })))
 }
 
@@ -262,11 +262,17 @@ pub(crate) async fn decide(peer: Peer, validation: &Validation) -> Result<String
         prepared.pkix,
         prepared.ignore_caches,
     )
-    .with_openpgp_key(prepared.openpgp_key);
+    .with_raw_public_key(prepared.raw_public_key);
     let verdict = evaluate(form, &checks, CHECK_TIMEOUT).await;
     let decided = verdict.decided_text();
     if verdict.accepted {
         info!(target: TARGET_CERT, expression, decided, "validation expression accepted the peer");
+        // A raw public key names no one. When no trusted OpenPGP key binds it to the remote
+        // identity, DNSSEC-secured DNS or the directory may have published it for that
+        // identity during the evaluation.
+        if prepared.identity.is_err() && checks.raw_public_key_published() {
+            return Ok(checks.directory_id.clone());
+        }
         return prepared.identity;
     }
     let (failed_at, reason) = match &verdict.failed_at {

@@ -179,9 +179,10 @@ pub(crate) struct HandshakeChecks<'v> {
     pub chain: Vec<Vec<u8>>,
     pub pkix: AnchorPkix,
     pub ignore_caches: bool,
-    /// The peer's OpenPGP key when it sent a raw public key. The directory is then searched
-    /// for it as a `pgpKey` instead of for the end certificate.
-    openpgp_key: Option<Vec<u8>>,
+    /// The DER SubjectPublicKeyInfo when the peer sent an RFC 7250 raw public key. `D` and
+    /// `d` then check OPENPGPKEY records of the identity and DANE-EE records of the service,
+    /// and the directory is searched for a `pgpKey` that contains the key.
+    raw_public_key: Option<Vec<u8>>,
     dane_result: OnceCell<Result<Outcome, String>>,
     directory_result: OnceCell<Result<Outcome, String>>,
 }
@@ -205,21 +206,35 @@ impl<'v> HandshakeChecks<'v> {
             chain,
             pkix,
             ignore_caches,
-            openpgp_key: None,
+            raw_public_key: None,
             dane_result: OnceCell::new(),
             directory_result: OnceCell::new(),
         }
     }
 
-    /// Sets the OpenPGP key that the directory check searches for.
-    pub(crate) fn with_openpgp_key(mut self, openpgp_key: Option<Vec<u8>>) -> Self {
-        self.openpgp_key = openpgp_key;
+    /// Sets the raw public key that the peer sent in place of a certificate chain.
+    pub(crate) fn with_raw_public_key(mut self, raw_public_key: Option<Vec<u8>>) -> Self {
+        self.raw_public_key = raw_public_key;
         self
+    }
+
+    /// Tells whether a finished `D`, `d` or directory check found the peer's raw public key
+    /// published for the remote identity: in an OPENPGPKEY record, a DANE-EE TLSA record or a
+    /// `pgpKey` value.
+    pub(crate) fn raw_public_key_published(&self) -> bool {
+        let published = |cell: &OnceCell<Result<Outcome, String>>| {
+            matches!(cell.get(), Some(Ok(Outcome::Success)))
+        };
+        self.raw_public_key.is_some()
+            && (published(&self.dane_result) || published(&self.directory_result))
     }
 
     async fn dane_outcome(&self) -> &Result<Outcome, String> {
         self.dane_result
             .get_or_init(|| async {
+                if let Some(spki) = &self.raw_public_key {
+                    return self.raw_public_key_dane(spki).await;
+                }
                 let service = self.dane.as_ref().map_err(Clone::clone)?;
                 self.online
                     .dane(
@@ -236,8 +251,8 @@ impl<'v> HandshakeChecks<'v> {
     async fn directory_outcome(&self) -> &Result<Outcome, String> {
         self.directory_result
             .get_or_init(|| async {
-                let credential = match &self.openpgp_key {
-                    Some(key) => Credential::OpenPgp(key),
+                let credential = match &self.raw_public_key {
+                    Some(spki) => Credential::RawPublicKey(spki),
                     None => {
                         Credential::X509(self.chain.first().map(Vec::as_slice).unwrap_or_default())
                     }
@@ -250,11 +265,76 @@ impl<'v> HandshakeChecks<'v> {
     }
 }
 
+impl HandshakeChecks<'_> {
+    /// Checks a raw public key against the OPENPGPKEY records of a `user@domain` identity and
+    /// the DANE-EE records of a remote server's service, running the lookups that apply at
+    /// once.
+    async fn raw_public_key_dane(&self, spki: &[u8]) -> Result<Outcome, String> {
+        let openpgpkey = async {
+            if !self.directory_id.contains('@') {
+                return None;
+            }
+            let outcome = self
+                .online
+                .openpgpkey(&self.directory_id, spki, self.ignore_caches)
+                .await;
+            Some(outcome)
+        };
+        let tlsa = async {
+            let service = self.dane.as_ref().ok()?;
+            let outcome = self
+                .online
+                .dane_raw_public_key(
+                    (&service.host, service.port, Transport::Tcp),
+                    spki,
+                    self.ignore_caches,
+                )
+                .await;
+            Some(outcome)
+        };
+        let (openpgpkey, tlsa) = tokio::join!(openpgpkey, tlsa);
+        let outcomes: Vec<Result<Outcome, String>> = openpgpkey.into_iter().chain(tlsa).collect();
+        if outcomes.is_empty() {
+            let reason = self.dane.as_ref().err().cloned().unwrap_or_default();
+            return Err(format!(
+                "OPENPGPKEY needs a user@domain identity, and {reason}"
+            ));
+        }
+        combine_raw_key_outcomes(outcomes)
+    }
+}
+
+/// Combines the OPENPGPKEY and TLSA outcomes of a raw public key into the one that `D` and
+/// `d` use. A match in any is a match, because each one is DNSSEC-secure on its own. Else
+/// records that do not match make it invalid, and a failed lookup leaves no DANE result. Only
+/// when every lookup proves that no record exists is it not found.
+fn combine_raw_key_outcomes(outcomes: Vec<Result<Outcome, String>>) -> Result<Outcome, String> {
+    for wanted in [Outcome::Success, Outcome::Invalid] {
+        if outcomes.contains(&Ok(wanted)) {
+            return Ok(wanted);
+        }
+    }
+    let failures: Vec<String> = outcomes.into_iter().filter_map(Result::err).collect();
+    if failures.is_empty() {
+        Ok(Outcome::NotFound)
+    } else {
+        Err(failures.join("; "))
+    }
+}
+
 impl PredicateChecks for HandshakeChecks<'_> {
     fn check(&self, predicate: Predicate) -> BoxFuture<'_, Finding> {
         Box::pin(async move {
             match predicate.letter() {
-                'D' | 'd' => dane_finding(self.dane_outcome().await, predicate.letter() == 'D'),
+                'D' | 'd' => {
+                    let strong = predicate.letter() == 'D';
+                    let outcome = self.dane_outcome().await;
+                    if self.raw_public_key.is_some() {
+                        raw_key_dane_finding(outcome, strong)
+                    } else {
+                        dane_finding(outcome, strong)
+                    }
+                }
                 'O' | 'o' | 'G' | 'g' => {
                     let strong = predicate.letter().is_ascii_uppercase();
                     directory_finding(self.directory_outcome().await, strong)
@@ -274,6 +354,17 @@ fn dane_finding(result: &Result<Outcome, String>, strong: bool) -> Finding {
         Ok(Outcome::Success) => Finding::new(true, "a TLSA record matches"),
         Ok(Outcome::NotFound) => Finding::new(!strong, "no TLSA records"),
         Ok(Outcome::Invalid) => Finding::new(false, "no TLSA record matches the peer"),
+        Err(reason) => Finding::new(false, reason.clone()),
+    }
+}
+
+fn raw_key_dane_finding(result: &Result<Outcome, String>, strong: bool) -> Finding {
+    match result {
+        Ok(Outcome::Success) => Finding::new(true, "DNSSEC-secured DNS publishes the raw key"),
+        Ok(Outcome::NotFound) => Finding::new(!strong, "no OPENPGPKEY or TLSA records"),
+        Ok(Outcome::Invalid) => {
+            Finding::new(false, "no OPENPGPKEY or TLSA record matches the raw key")
+        }
         Err(reason) => Finding::new(false, reason.clone()),
     }
 }
@@ -329,6 +420,29 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("validate_default"), "{message}");
         assert!(message.contains("(L&T)"), "{message}");
+    }
+
+    #[test]
+    fn raw_key_outcomes_prefer_match() {
+        let failed = || Err("the OPENPGPKEY lookup failed".to_owned());
+        let combined = combine_raw_key_outcomes(vec![failed(), Ok(Outcome::Success)]);
+        assert_eq!(combined, Ok(Outcome::Success));
+        let combined = combine_raw_key_outcomes(vec![Ok(Outcome::NotFound), Ok(Outcome::Invalid)]);
+        assert_eq!(combined, Ok(Outcome::Invalid));
+    }
+
+    #[test]
+    fn raw_key_failure_outweighs_denial() {
+        let combined = combine_raw_key_outcomes(vec![
+            Err("the OPENPGPKEY lookup is not DNSSEC-signed".to_owned()),
+            Ok(Outcome::NotFound),
+        ]);
+        assert_eq!(
+            combined,
+            Err("the OPENPGPKEY lookup is not DNSSEC-signed".to_owned())
+        );
+        let denied = combine_raw_key_outcomes(vec![Ok(Outcome::NotFound), Ok(Outcome::NotFound)]);
+        assert_eq!(denied, Ok(Outcome::NotFound));
     }
 
     #[test]

@@ -1,12 +1,19 @@
-//! Validation of a peer that authenticated with an RFC 7250 raw public key. The key must be
-//! the authentication key of an OpenPGP key in the trust database (`pgp` or `pinned-pgp`, for
-//! the local role). That OpenPGP key must have a valid, unrevoked user ID whose email address
-//! is the remote identity.
+//! Validation of a peer that authenticated with an RFC 7250 raw public key. The key is matched
+//! against OpenPGP keys of the remote identity from three sources: the trust database (`pgp`
+//! or `pinned-pgp`, for the local role), OPENPGPKEY records under DNSSEC (RFC 7929) and
+//! `pgpKey` values in the global directory. A matching OpenPGP key has the raw key as its
+//! authentication key and a valid, unrevoked user ID whose email address is the remote
+//! identity. A raw key that is no OpenPGP key at all can still match a DANE-EE TLSA record
+//! with the SubjectPublicKeyInfo selector.
 //!
 //! The facts feed the same validation expression as an X.509 peer. `I` and `i` say whether
-//! the OpenPGP key carries the identity, `T`, `t`, `r` and `R` whether the trust database
-//! holds the key, and `P` and `p` whether it pins it. `O`, `o`, `G` and `g` check the global
-//! directory for the key as a `pgpKey`.
+//! an OpenPGP key of the trust database carries the identity, `T`, `t`, `r` and `R` whether
+//! the trust database holds the key, and `P` and `p` whether it pins it. `D` and `d` check
+//! the OPENPGPKEY records of a `user@domain` identity and, for a remote server, the TLSA
+//! records of its service. `O`, `o`, `G` and `g` check the global directory for a `pgpKey`
+//! value that matches the raw key. When the identity was requested and `D`, `d` or a
+//! directory predicate found the key published for it, the peer is authenticated as that
+//! identity even without a trust database entry.
 
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -25,10 +32,10 @@ use tlspool_validate::valexp::Predicate;
 use tlspool_validate::x509::{AnchorSet, PeerRole};
 
 use super::{
-    NO_CONSTRAINT, Peer, PeerRequest, Prepared, StartTlsError, forward_secrecy, local_entries,
-    push_local_sources, role_findings, unchecked_findings,
+    NO_CONSTRAINT, Peer, PeerRequest, Prepared, StartTlsError, domain_of, forward_secrecy,
+    local_entries, push_local_sources, role_findings, unchecked_findings,
 };
-use crate::starttls::validation::{Source, Validation};
+use crate::starttls::validation::{DaneService, Source, Validation};
 
 /// An OpenPGP key of the trust database that a raw public key may belong to.
 struct Candidate {
@@ -81,7 +88,6 @@ pub(super) fn prepare(
         }
     };
     let mut sources = Vec::new();
-    let mut openpgp_key = None;
     match &matched {
         Ok(found) => {
             let entry = &candidates[found.candidate].entry;
@@ -92,7 +98,6 @@ pub(super) fn prepare(
                     text: valexp.to_owned(),
                 });
             }
-            openpgp_key = Some(entry.data.clone());
             set_matched_findings(found, entry, now, &mut set);
         }
         Err(error) => {
@@ -118,9 +123,14 @@ pub(super) fn prepare(
             subject: error.to_string(),
         }),
     };
-    // NOTE: DANE is not checked for raw public keys, so `D` and `d` are false. TLSA records
-    // with the SubjectPublicKeyInfo selector (DANE-EE) would apply here.
-    let dane = Err("DANE is not checked for raw public keys".to_owned());
+    let dane = match (role, request.peer_port) {
+        (Role::Client, Some(port)) => Ok(DaneService {
+            host: domain_of(&remote_id).to_owned(),
+            port,
+        }),
+        (Role::Client, None) => Err("the peer's port is unknown".to_owned()),
+        (Role::Server, _) => Err("DANE applies to a remote server only".to_owned()),
+    };
     Ok(Peer::Evaluate(Box::new(Prepared {
         sources,
         local,
@@ -133,7 +143,7 @@ pub(super) fn prepare(
         ignore_caches: request
             .flags
             .contains(tlspool_proto::StartTlsFlags::IGNORE_CACHES),
-        openpgp_key,
+        raw_public_key: Some(raw_key.to_vec()),
     })))
 }
 
