@@ -1,6 +1,6 @@
 //! An authoritative nsd on loopback serving zones that the test writes: signed with
-//! `ldns-signzone` under fresh ECDSA P-256 keys, signed with a broken TLSA signature, or
-//! unsigned and delegated without DS from the first signed zone.
+//! `ldns-signzone` under fresh ECDSA P-256 keys, signed with a broken TLSA or OPENPGPKEY
+//! signature, or unsigned and delegated without DS from the first signed zone.
 //!
 //! The DS records of the signed zones' key-signing keys are written to one trust anchor file,
 //! which a validating resolver loads as its `dnssec_rootkey`. Each zone gets an SOA, an NS
@@ -26,6 +26,9 @@ pub enum Signing {
     /// Signed like `Signed`, then every RRSIG over a TLSA RRset is corrupted, so validators
     /// find those RRsets bogus.
     BadTlsaSignature,
+    /// Signed like `Signed`, then every RRSIG over an OPENPGPKEY RRset is corrupted, so
+    /// validators find those RRsets bogus.
+    BadOpenPgpKeySignature,
     /// Unsigned, and delegated from the first zone (which must be its parent and signed)
     /// without a DS record, so validators find it insecure.
     Unsigned,
@@ -229,22 +232,24 @@ fn sign_zone(dir: &Path, zone: &Zone, path: &Path) -> (PathBuf, String) {
             &ksk,
         ],
     );
-    if zone.signing == Signing::BadTlsaSignature {
-        corrupt_tlsa_signatures(&signed);
+    match zone.signing {
+        Signing::BadTlsaSignature => corrupt_signatures(&signed, "TLSA"),
+        Signing::BadOpenPgpKeySignature => corrupt_signatures(&signed, "OPENPGPKEY"),
+        Signing::Signed | Signing::Unsigned => {}
     }
     let ds = std::fs::read_to_string(dir.join(format!("{ksk}.ds"))).expect("reading the DS file");
     (signed, ds)
 }
 
-/// Changes one character of the signature of every RRSIG that covers TLSA.
-fn corrupt_tlsa_signatures(path: &Path) {
+/// Changes one character of the signature of every RRSIG that covers `rtype`.
+fn corrupt_signatures(path: &Path, rtype: &str) {
     let text = std::fs::read_to_string(path).expect("reading the signed zone");
     let mut corrupted = 0;
     let mut out = String::new();
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let covers_tlsa = fields.len() > 5 && fields[3] == "RRSIG" && fields[4] == "TLSA";
-        if !covers_tlsa {
+        let covers = fields.len() > 5 && fields[3] == "RRSIG" && fields[4] == rtype;
+        if !covers {
             out.push_str(line);
             out.push('\n');
             continue;
@@ -259,7 +264,7 @@ fn corrupt_tlsa_signatures(path: &Path) {
     }
     assert!(
         corrupted > 0,
-        "the zone {} has no TLSA signature",
+        "the zone {} has no {rtype} signature",
         path.display()
     );
     std::fs::write(path, out).expect("writing the corrupted zone");
