@@ -6,9 +6,9 @@
 //! identity. A raw key that is no OpenPGP key at all can still match a DANE-EE TLSA record
 //! with the SubjectPublicKeyInfo selector.
 //!
-//! The facts feed the same validation expression as an X.509 peer. `I` and `i` say whether
-//! an OpenPGP key of the trust database carries the identity, `T`, `t`, `r` and `R` whether
-//! the trust database holds the key, and `P` and `p` whether it pins it. `D` and `d` check
+//! The facts feed the same validation expression as an X.509 peer. `I` and `i` are true when
+//! an OpenPGP key of the trust database carries the identity. `T`, `t`, `r` and `R` are true
+//! when the trust database contains the key, and `P` and `p` when it pins it. `D` and `d` check
 //! the OPENPGPKEY records of a `user@domain` identity and, for a remote server, the TLSA
 //! records of its service. `O`, `o`, `G` and `g` check the global directory for a `pgpKey`
 //! value that matches the raw key. When the identity was requested and `D`, `d` or a
@@ -103,6 +103,9 @@ pub(super) fn prepare(
         Err(error) => {
             debug!(remote_id, %error, "raw public key matches no trusted OpenPGP key");
             let finding = Finding::new(false, rejection_reason(error, &candidates, raw_key));
+            // NOTE: `I` and `i` stay false even when an OPENPGPKEY record or a `pgpKey` value
+            // carries the identity, because only `D`, `d` and the directory predicates look
+            // those up. Use `D` or `O` rather than `I` for such peers.
             for letter in ['I', 'i', 'T', 't', 'r', 'R', 'P', 'p'] {
                 set(letter, finding.clone());
             }
