@@ -39,6 +39,7 @@ pub mod connection;
 mod control;
 pub mod daemonize;
 mod error;
+mod exclusive;
 pub mod lidentry;
 pub mod listener;
 mod options;

@@ -20,10 +20,9 @@
 //! login runs on a blocking thread, so the source waits for the service there and never on
 //! an async worker.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
@@ -33,6 +32,7 @@ use tlspool_proto::tokio::RecordWriter;
 use tlspool_proto::{ErrorCode, FixedString, Payload, PinEntry, Record};
 
 use crate::callbacks::{CallbackTable, ConnectionId};
+use crate::exclusive::{ExclusiveService, Registrant};
 
 /// How long the daemon waits for a PIN when the registration's window (`timeout_us`) is 0.
 /// The original `tlspool-pin-entry` tool registered with a window of this length.
@@ -41,7 +41,7 @@ pub const DEFAULT_ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 /// The daemon-wide PIN entry service: at most one waiting registration and one window.
 #[derive(Debug, Default)]
 pub struct PinEntryService {
-    state: Mutex<State>,
+    registration: ExclusiveService<Registration>,
     /// Held by the request whose callback is outstanding, so requests take turns.
     turn: tokio::sync::Mutex<()>,
 }
@@ -100,12 +100,6 @@ pub(crate) struct ServicePin {
     service: Arc<PinEntryService>,
 }
 
-#[derive(Debug, Default)]
-struct State {
-    waiting: Option<Registration>,
-    window: Option<Window>,
-}
-
 /// A registration that waits for the next PIN request.
 #[derive(Debug)]
 struct Registration {
@@ -115,13 +109,6 @@ struct Registration {
     timeout_us: u32,
     writer: RecordWriter,
     callbacks: Arc<CallbackTable>,
-}
-
-/// The exclusive window of the connection that was last sent a callback.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    connection: ConnectionId,
-    until: Instant,
 }
 
 impl PinEntryService {
@@ -145,18 +132,7 @@ impl PinEntryService {
         writer: RecordWriter,
         callbacks: Arc<CallbackTable>,
     ) -> Result<(), PinEntryError> {
-        let mut state = self.lock();
-        if state.waiting.is_some() {
-            return Err(PinEntryError::NotVacant);
-        }
-        let now = Instant::now();
-        if let Some(window) = state.window
-            && window.connection != connection
-            && window.until > now
-        {
-            return Err(PinEntryError::NotVacant);
-        }
-        state.waiting = Some(Registration {
+        let registered = self.registration.register(Registration {
             connection,
             reqid,
             flags: entry.flags,
@@ -164,6 +140,9 @@ impl PinEntryService {
             writer,
             callbacks,
         });
+        if !registered {
+            return Err(PinEntryError::NotVacant);
+        }
         debug!(target: TARGET_UNIXSOCK, connection = connection.0, reqid,
             timeout_us = entry.timeout_us, "PIN entry service registered");
         Ok(())
@@ -171,27 +150,15 @@ impl PinEntryService {
 
     /// Drops the registration and the window of `connection`, whose socket closed.
     pub fn release_connection(&self, connection: ConnectionId) {
-        let mut state = self.lock();
-        if state
-            .waiting
-            .as_ref()
-            .is_some_and(|waiting| waiting.connection == connection)
-        {
-            state.waiting = None;
+        if self.registration.release_connection(connection) {
             info!(target: TARGET_UNIXSOCK, connection = connection.0,
                 "PIN entry service disconnected");
-        }
-        if state
-            .window
-            .is_some_and(|window| window.connection == connection)
-        {
-            state.window = None;
         }
     }
 
     /// Returns whether a registration waits for a PIN request.
     pub fn is_registered(&self) -> bool {
-        self.lock().waiting.is_some()
+        self.registration.is_waiting()
     }
 
     /// Asks the registered helper for a PIN. Returns `None` when the helper declines (an
@@ -265,13 +232,13 @@ impl PinEntryService {
 
     /// Takes the waiting registration and opens its connection's window.
     fn take_registration(&self) -> Result<(Registration, Duration), PinEntryError> {
-        let mut state = self.lock();
-        let registration = state.waiting.take().ok_or(PinEntryError::NotRegistered)?;
-        let window = Duration::from_micros(u64::from(registration.timeout_us));
-        state.window = Some(Window {
-            connection: registration.connection,
-            until: Instant::now() + window,
-        });
+        let window_of =
+            |registration: &Registration| Duration::from_micros(u64::from(registration.timeout_us));
+        let (registration, _) = self
+            .registration
+            .take(window_of)
+            .ok_or(PinEntryError::NotRegistered)?;
+        let window = window_of(&registration);
         let answer_timeout = if window.is_zero() {
             DEFAULT_ANSWER_TIMEOUT
         } else {
@@ -283,24 +250,18 @@ impl PinEntryService {
     /// Stores the helper's answer as its next registration, unless its connection closed
     /// meanwhile (then the window is gone too).
     fn renew(&self, previous: Registration, reqid: u16, entry: &PinEntry) {
-        let mut state = self.lock();
-        let open = state
-            .window
-            .is_some_and(|window| window.connection == previous.connection);
-        if !open || state.waiting.is_some() {
-            return;
-        }
-        state.waiting = Some(Registration {
+        self.registration.renew(Registration {
             reqid,
             flags: entry.flags,
             timeout_us: entry.timeout_us,
             ..previous
         });
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // Every update leaves the state consistent, so a panic elsewhere cannot corrupt it.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+impl Registrant for Registration {
+    fn connection(&self) -> ConnectionId {
+        self.connection
     }
 }
 

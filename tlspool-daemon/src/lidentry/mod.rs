@@ -24,7 +24,7 @@
 
 mod inquiry;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -37,6 +37,7 @@ use tlspool_proto::{ErrorCode, LidEntry, LidEntryFlags, Record};
 pub(crate) use inquiry::{Choice, Selection};
 
 use crate::callbacks::{CallbackTable, ConnectionId};
+use crate::exclusive::{ExclusiveService, Registrant};
 
 /// The response window of a registration whose `timeout` is 0.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
@@ -45,15 +46,9 @@ pub const DEFAULT_WINDOW: Duration = Duration::from_secs(60);
 /// window and one callback sequence at a time.
 #[derive(Debug, Default)]
 pub struct LidEntryService {
-    state: Mutex<State>,
+    registration: ExclusiveService<Registration>,
     /// Held by the handshake whose callback sequence runs.
     sequence: tokio::sync::Mutex<()>,
-}
-
-#[derive(Debug, Default)]
-struct State {
-    waiting: Option<Registration>,
-    window: Option<Window>,
 }
 
 /// A helper connection that waits for its next callback.
@@ -68,13 +63,6 @@ struct Registration {
     window: Duration,
     writer: RecordWriter,
     callbacks: Arc<CallbackTable>,
-}
-
-/// The exclusive window of the connection that was last sent a callback.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    connection: ConnectionId,
-    until: Instant,
 }
 
 impl LidEntryService {
@@ -94,18 +82,8 @@ impl LidEntryService {
         writer: RecordWriter,
         callbacks: Arc<CallbackTable>,
     ) -> Option<Record> {
-        let mut state = self.lock();
-        let now = Instant::now();
-        let window_of_other = state
-            .window
-            .is_some_and(|window| window.connection != connection && window.until > now);
-        if state.waiting.is_some() || window_of_other {
-            debug!(target: TARGET_UNIXSOCK, connection = connection.0, reqid,
-                "local identity selection service registration refused");
-            return Some(Record::error_code(reqid, ErrorCode::LidEntryNotVacant));
-        }
         let window = window_of(entry.timeout);
-        state.waiting = Some(Registration {
+        let registered = self.registration.register(Registration {
             connection,
             reqid,
             flags: entry.flags.registration(),
@@ -113,6 +91,11 @@ impl LidEntryService {
             writer,
             callbacks,
         });
+        if !registered {
+            debug!(target: TARGET_UNIXSOCK, connection = connection.0, reqid,
+                "local identity selection service registration refused");
+            return Some(Record::error_code(reqid, ErrorCode::LidEntryNotVacant));
+        }
         info!(target: TARGET_UNIXSOCK, connection = connection.0, reqid,
             flags = entry.flags.bits(), window_s = window.as_secs(),
             "local identity selection service registered");
@@ -121,84 +104,51 @@ impl LidEntryService {
 
     /// Drops the registration and the window of `connection`, whose socket closed.
     pub fn release_connection(&self, connection: ConnectionId) {
-        let mut state = self.lock();
-        if state
-            .waiting
-            .as_ref()
-            .is_some_and(|waiting| waiting.connection == connection)
-        {
-            state.waiting = None;
+        if self.registration.release_connection(connection) {
             info!(target: TARGET_UNIXSOCK, connection = connection.0,
                 "local identity selection service disconnected");
-        }
-        if state
-            .window
-            .is_some_and(|window| window.connection == connection)
-        {
-            state.window = None;
         }
     }
 
     /// Returns whether a helper is registered or has an open window, so that a handshake
     /// should consult it.
     pub fn is_available(&self) -> bool {
-        let state = self.lock();
-        state.waiting.is_some()
-            || state
-                .window
-                .is_some_and(|window| window.until > Instant::now())
+        self.registration
+            .inspect(|waiting, open| waiting.is_some() || open.is_some())
     }
 
     /// Returns the registration flags of the waiting helper and how long a handshake may
     /// wait for the sequence in progress: the rest of the open window, or the waiting
     /// registration's window.
     fn flags_and_wait(&self) -> Option<(LidEntryFlags, Duration)> {
-        let state = self.lock();
-        let now = Instant::now();
-        let open = state
-            .window
-            .map(|window| window.until.saturating_duration_since(now))
-            .filter(|rest| !rest.is_zero());
-        match (&state.waiting, open) {
-            (Some(waiting), rest) => Some((waiting.flags, rest.unwrap_or(waiting.window))),
-            (None, Some(rest)) => Some((LidEntryFlags::empty(), rest)),
-            (None, None) => None,
-        }
+        self.registration
+            .inspect(|waiting, open| match (waiting, open) {
+                (Some(waiting), rest) => Some((waiting.flags, rest.unwrap_or(waiting.window))),
+                (None, Some(rest)) => Some((LidEntryFlags::empty(), rest)),
+                (None, None) => None,
+            })
     }
 
     /// Takes the waiting registration and opens its connection's window; returns the end
     /// of the window.
     fn take_registration(&self) -> Option<(Registration, Instant)> {
-        let mut state = self.lock();
-        let registration = state.waiting.take()?;
-        let until = Instant::now() + registration.window;
-        state.window = Some(Window {
-            connection: registration.connection,
-            until,
-        });
-        Some((registration, until))
+        self.registration.take(|registration| registration.window)
     }
 
     /// Stores the helper's answer as its next registration, unless its connection closed
     /// meanwhile (then the window is gone too).
     fn renew(&self, previous: Registration, reqid: u16, answer_flags: LidEntryFlags) {
-        let mut state = self.lock();
-        let open = state
-            .window
-            .is_some_and(|window| window.connection == previous.connection);
-        if !open || state.waiting.is_some() {
-            return;
-        }
-        state.waiting = Some(Registration {
+        self.registration.renew(Registration {
             reqid,
             flags: previous.flags | answer_flags.registration(),
             ..previous
         });
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // Every update leaves the state consistent, so a panic elsewhere cannot corrupt it.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+impl Registrant for Registration {
+    fn connection(&self) -> ConnectionId {
+        self.connection
     }
 }
 
