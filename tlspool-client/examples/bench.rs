@@ -13,25 +13,29 @@
 //! bench idle SOCKET LOCAL_ID COUNT HOLD_FILE       COUNT client-server session pairs, held
 //!                                                  until HOLD_FILE is removed
 //! bench echo-server ADDR SECONDS                   plaintext echo backend
+//! bench dtls-pool   SOCKET ADDR REMOTE_ID SIZE COUNT          DTLS client through the daemon
+//! bench dtls-direct ADDR NAME CAFILE PRIORITY SIZE COUNT      direct GnuTLS DTLS client
 //! ```
 //!
 //! With `BENCH_CLIENT_CERT` and `BENCH_CLIENT_KEY` set to PEM files, the direct client presents
 //! that certificate, for servers that require one (`tlstunnel -s`).
 //!
 //! The bulk modes send BYTES to an echo peer and read them back with at most [`WINDOW`] bytes
-//! in flight, so every path runs the same single-threaded loop. Each mode prints one line of
-//! `key=value` pairs on standard output.
+//! in flight, so every path runs the same single-threaded loop. The DTLS modes send COUNT
+//! datagrams of SIZE bytes to a UDP echo peer with at most [`DATAGRAM_WINDOW`] in flight, and
+//! count a datagram whose echo does not come within [`IO_TIMEOUT`] as lost. Each mode prints
+//! one line of `key=value` pairs on standard output.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use tlspool_client::StartTlsRequest;
 use tlspool_core::tls::{
-    Credentials, Encoding, HandshakeStatus, PrivateKeySource, ReadOutcome, Role, Session,
-    SessionConfig, TrustAnchors,
+    Credentials, DtlsConfig, Encoding, HandshakeStatus, PrivateKeySource, ReadOutcome, Role,
+    Session, SessionConfig, TrustAnchors,
 };
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -46,6 +50,10 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_CONSECUTIVE_FAILURES: usize = 5;
 /// Time limit of one bulk or latency run.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
+/// Maximum of datagrams sent but not yet echoed back in the DTLS modes.
+const DATAGRAM_WINDOW: usize = 32;
+/// Path MTU of the direct DTLS client, the same as `dtls_mtu` of the daemon in `bench/dtls.sh`.
+const DTLS_MTU: u16 = 1400;
 
 /// A byte stream the bulk and latency loops drive: plaintext of a TLS connection or TCP.
 trait Stream {
@@ -141,6 +149,164 @@ impl Stream for DirectTls {
             }
         }
     }
+}
+
+/// A datagram channel the DTLS loop drives: the plaintext side of a pool session or a direct
+/// DTLS client.
+trait Datagrams {
+    fn send(&mut self, datagram: &[u8]) -> BenchResult<()>;
+    /// Receives one datagram, or returns `None` when none arrives within [`IO_TIMEOUT`].
+    fn recv(&mut self, buf: &mut [u8]) -> BenchResult<Option<usize>>;
+}
+
+/// The plaintext `SOCK_SEQPACKET` socket of a pool DTLS session.
+impl Datagrams for UnixStream {
+    fn send(&mut self, datagram: &[u8]) -> BenchResult<()> {
+        Ok(self.write_all(datagram)?)
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> BenchResult<Option<usize>> {
+        match self.read(buf) {
+            Ok(0) => Err("the DTLS session ended".into()),
+            Ok(n) => Ok(Some(n)),
+            Err(error) if is_timeout(&error) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+fn is_timeout(error: &std::io::Error) -> bool {
+    matches!(
+        error.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// A direct DTLS client: a GnuTLS DTLS [`Session`] over a connected UDP socket.
+struct DirectDtls {
+    session: Session,
+    udp: UdpSocket,
+    cipher_buf: Vec<u8>,
+}
+
+impl DirectDtls {
+    /// Connects to `addr`, runs the handshake with retransmissions and verifies the server's
+    /// chain and `name`.
+    fn connect(
+        addr: &str,
+        name: &str,
+        anchors: &TrustAnchors,
+        priority: &str,
+    ) -> BenchResult<Self> {
+        let udp = UdpSocket::bind("127.0.0.1:0")?;
+        udp.connect(addr)?;
+        let mut config = SessionConfig::new(Role::Client);
+        config.priority = priority.to_owned();
+        config.sni = Some(name.to_owned());
+        let session = Session::new_dtls(config, &client_credentials()?, DtlsConfig::new(DTLS_MTU))?;
+        let mut dtls = Self {
+            session,
+            udp,
+            cipher_buf: vec![0; 64 * 1024],
+        };
+        let start = Instant::now();
+        while dtls.session.handshake()? == HandshakeStatus::WantRead {
+            if start.elapsed() > RUN_LIMIT {
+                return Err(format!("DTLS handshake exceeded {RUN_LIMIT:?}").into());
+            }
+            dtls.flush()?;
+            let wait = dtls
+                .session
+                .retransmit_timeout()
+                .filter(|wait| !wait.is_zero())
+                .unwrap_or(IO_TIMEOUT);
+            dtls.fill(wait)?;
+        }
+        dtls.flush()?;
+        dtls.session.verify_peer_x509(anchors, Some(name))?;
+        Ok(dtls)
+    }
+
+    fn flush(&mut self) -> BenchResult<()> {
+        while let Some(datagram) = self.session.next_datagram() {
+            self.udp.send(&datagram)?;
+        }
+        Ok(())
+    }
+
+    /// Feeds the session one datagram, or nothing when none arrives within `wait`.
+    fn fill(&mut self, wait: Duration) -> BenchResult<bool> {
+        self.udp.set_read_timeout(Some(wait))?;
+        match self.udp.recv(&mut self.cipher_buf) {
+            Ok(n) => {
+                self.session.feed_datagram(&self.cipher_buf[..n]);
+                Ok(true)
+            }
+            Err(error) if is_timeout(&error) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+impl Datagrams for DirectDtls {
+    fn send(&mut self, datagram: &[u8]) -> BenchResult<()> {
+        self.session.send_datagram(datagram)?;
+        self.flush()
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> BenchResult<Option<usize>> {
+        let deadline = Instant::now() + IO_TIMEOUT;
+        loop {
+            match self.session.read_plaintext(buf)? {
+                ReadOutcome::Data(n) => return Ok(Some(n)),
+                ReadOutcome::CloseNotify => return Err("the DTLS peer sent close_notify".into()),
+                ReadOutcome::WantRead => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || !self.fill(left)? {
+                return Ok(None);
+            }
+        }
+    }
+}
+
+/// Sends `count` datagrams of `size` bytes to a UDP echo peer and reads the echoes. Prints the
+/// echoed datagrams and MiB of payload per second, and the number lost.
+fn datagram_echo(channel: &mut dyn Datagrams, size: usize, count: usize) -> BenchResult<()> {
+    // Each datagram is one line, like the data of the TCP bulk modes.
+    let mut datagram = vec![b'D'; size];
+    if let Some(last) = datagram.last_mut() {
+        *last = b'\n';
+    }
+    let mut buf = vec![0_u8; 64 * 1024];
+
+    let (mut sent, mut echoed, mut lost) = (0_usize, 0_usize, 0_usize);
+    let start = Instant::now();
+    while echoed + lost < count {
+        if start.elapsed() > RUN_LIMIT {
+            return Err(format!("DTLS run exceeded {RUN_LIMIT:?} at {echoed} echoes").into());
+        }
+        let in_flight = sent - echoed - lost;
+        if sent < count && in_flight < DATAGRAM_WINDOW {
+            channel.send(&datagram)?;
+            sent += 1;
+            continue;
+        }
+        match channel.recv(&mut buf)? {
+            Some(n) if n == size => echoed += 1,
+            Some(n) => return Err(format!("a {n}-byte echo of a {size}-byte datagram").into()),
+            // Every datagram still in flight is counted lost, and the window starts again.
+            None => lost += in_flight,
+        }
+    }
+
+    let secs = start.elapsed().as_secs_f64();
+    let per_s = echoed as f64 / secs;
+    let mib_s = per_s * size as f64 / (1024.0 * 1024.0);
+    println!(
+        "datagrams={count} size={size} echoed={echoed} lost={lost} seconds={secs:.3} datagrams_per_s={per_s:.0} mib_per_s={mib_s:.2}"
+    );
+    Ok(())
 }
 
 /// Sends `total` bytes to an echo peer and reads them back; returns the elapsed time.
@@ -386,6 +552,21 @@ fn main() -> BenchResult<()> {
             ))?;
         }
         ["echo-server", addr, seconds] => echo_server(addr, seconds.parse()?)?,
+        ["dtls-pool", socket, addr, remote_id, size, count] => {
+            let client = tlspool_client::blocking::Client::connect(Some(Path::new(socket)))?;
+            let udp = UdpSocket::bind("127.0.0.1:0")?;
+            udp.connect(addr)?;
+            let request = StartTlsRequest::client(*remote_id).dtls().build()?;
+            let mut plaintext = client.starttls(udp, &request)?.plaintext;
+            plaintext.set_read_timeout(Some(IO_TIMEOUT))?;
+            plaintext.set_write_timeout(Some(IO_TIMEOUT))?;
+            datagram_echo(&mut plaintext, size.parse()?, count.parse()?)?;
+        }
+        ["dtls-direct", addr, name, cafile, priority, size, count] => {
+            let anchors = load_anchors(cafile)?;
+            let mut dtls = DirectDtls::connect(addr, name, &anchors, priority)?;
+            datagram_echo(&mut dtls, size.parse()?, count.parse()?)?;
+        }
         _ => return Err("usage: see the module documentation of examples/bench.rs".into()),
     }
     Ok(())
