@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tlspool_core::relay::SessionQueries;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -27,12 +28,17 @@ use crate::callbacks::ConnectionId;
 #[derive(Debug, Default)]
 pub struct SessionRegistry {
     state: Mutex<State>,
+    /// Notified each time the last live [`Registration`] is dropped.
+    all_ended: Notify,
 }
 
 #[derive(Debug, Default)]
 struct State {
     sessions: HashMap<CtlKey, Entry>,
     next_generation: u64,
+    /// Registrations not yet dropped, including those of stopped sessions whose relays still
+    /// send their last bytes after their key left the map.
+    live_registrations: usize,
 }
 
 #[derive(Debug)]
@@ -101,6 +107,7 @@ impl SessionRegistry {
         }
         let generation = state.next_generation;
         state.next_generation += 1;
+        state.live_registrations += 1;
         let stop = CancellationToken::new();
         state.sessions.insert(
             ctlkey,
@@ -220,6 +227,35 @@ impl SessionRegistry {
         (stopped, detached)
     }
 
+    /// Stops every registered session, attached or not, for a daemon that shuts down.
+    /// Returns how many were stopped. Each relay then sends close_notify and unregisters its
+    /// control key when it ends.
+    pub fn stop_all(&self) -> usize {
+        let state = self.lock();
+        for entry in state.sessions.values() {
+            entry.stop.cancel();
+        }
+        state.sessions.len()
+    }
+
+    /// Waits until every [`Registration`] is dropped, which each relay task does when its
+    /// session has ended, stopped ones included.
+    pub async fn wait_until_all_ended(&self) {
+        loop {
+            let all_ended = self.all_ended.notified();
+            if self.lock().live_registrations == 0 {
+                return;
+            }
+            all_ended.await;
+        }
+    }
+
+    /// Returns the number of live [`Registration`]s: the registered sessions plus stopped
+    /// ones that are still ending.
+    pub fn live_count(&self) -> usize {
+        self.lock().live_registrations
+    }
+
     /// Returns the number of registered sessions.
     pub fn len(&self) -> usize {
         self.lock().sessions.len()
@@ -253,6 +289,10 @@ impl Drop for Registration {
             .is_some_and(|entry| entry.generation == self.generation);
         if current {
             state.sessions.remove(&self.ctlkey);
+        }
+        state.live_registrations -= 1;
+        if state.live_registrations == 0 {
+            self.registry.all_ended.notify_waiters();
         }
     }
 }
@@ -376,6 +416,35 @@ mod tests {
             ControlError::NotYours.error_code(),
             ErrorCode::CtlkeyNotYours
         );
+    }
+
+    #[tokio::test]
+    async fn stop_all_stops_every_session() {
+        let registry = SessionRegistry::new();
+        let attached = registry
+            .register([1; 16], Some(MINE), false, queries())
+            .unwrap();
+        let detached = registry.register([2; 16], None, true, queries()).unwrap();
+
+        assert_eq!(registry.stop_all(), 2);
+        assert!(attached.stop_signal().is_cancelled());
+        assert!(detached.stop_signal().is_cancelled());
+
+        let waiter = tokio::spawn({
+            let registry = Arc::clone(&registry);
+            async move { registry.wait_until_all_ended().await }
+        });
+        tokio::task::yield_now().await;
+        drop(attached);
+        registry.release_connection(MINE);
+        registry.stop_all();
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "one registration is still live");
+        drop(detached);
+        tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+            .await
+            .expect("the wait ends once every registration is dropped")
+            .unwrap();
     }
 
     #[test]
