@@ -111,14 +111,15 @@ impl RelayState {
             && !self.cipher_eof
             && !plaintext_write;
         // A hang-up is watched for only once a socket's data is all read: a peer that writes
-        // and closes at once hangs up with bytes still queued for us.
-        let cipher_read_done = self.close_notify_received || self.cipher_eof;
+        // and closes at once hangs up with bytes still queued for us. A cipher end of file
+        // without close_notify is not watched: the next decryption reports the truncation
+        // once the decrypted bytes are delivered, and a hang-up must not drop them first.
         Wants {
             cipher_read,
             cipher_write,
             plaintext_read,
             plaintext_write,
-            cipher_hangup: cipher_read_done && !cipher_write && !self.cipher_write_shut,
+            cipher_hangup: self.close_notify_received && !cipher_write && !self.cipher_write_shut,
             plaintext_hangup: self.plaintext_eof && !plaintext_write && !self.plaintext_write_shut,
         }
     }
@@ -309,6 +310,26 @@ mod tests {
             "data read during the renegotiation is delivered first"
         );
         assert!(state.wants(unsent).plaintext_write);
+    }
+
+    #[test]
+    fn truncation_delivers_before_hangup_watch() {
+        let state = RelayState {
+            cipher_eof: true,
+            ..RelayState::default()
+        };
+        let unsent = Levels {
+            pending_plaintext_out: 5,
+            ..IDLE
+        };
+
+        assert!(state.wants(unsent).plaintext_write);
+        assert!(!state.wants(unsent).cipher_hangup);
+        assert_eq!(
+            state.next_step(IDLE),
+            Some(Step::Decrypt),
+            "the decryption that reports the truncation follows the delivery"
+        );
     }
 
     #[test]
