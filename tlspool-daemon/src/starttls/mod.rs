@@ -36,8 +36,8 @@ use std::os::fd::{AsFd, AsRawFd as _, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::time::Instant;
 use nix::sys::socket::{SockaddrStorage, getpeername};
+use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use tlspool_core::db::{DbEnv, DiscloseChanges};
@@ -198,8 +198,9 @@ async fn relay_session(established: Established, connection: u64, peer: String) 
     let end = match &outcome.end {
         RelayEnd::Closed => "closed".to_owned(),
         RelayEnd::HungUp(role) => format!("{role} side hung up"),
-        RelayEnd::Stopped => "stopped by the control connection's close or the daemon's stop"
-            .to_owned(),
+        RelayEnd::Stopped => {
+            "stopped by the control connection's close or the daemon's stop".to_owned()
+        }
         RelayEnd::IdleTimedOut { idle } => {
             format!("no datagram from the DTLS peer for {} s", idle.as_secs())
         }
