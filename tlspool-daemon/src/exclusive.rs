@@ -3,7 +3,7 @@
 //! connection that was sent the last callback.
 //!
 //! A registration is rejected while another one waits, and while a different connection
-//! holds an open window. Taking the waiting registration for a callback opens its
+//! has an open window. Taking the waiting registration for a callback opens its
 //! connection's window, and the helper's answer, which is also its next registration, is
 //! stored only while that window still belongs to the same connection. When a connection
 //! closes, its registration and its window are dropped.

@@ -210,10 +210,9 @@ impl PinEntryService {
         let mut answer = response.record;
         match &mut answer.payload {
             Payload::PinEntry(entry) => {
-                // NOTE: the received record and the decoded `FixedString` are not wiped, so
-                // one copy of the PIN stays in freed memory.
-                let pin = Zeroizing::new(entry.pin.as_str().to_owned());
-                entry.pin = FixedString::empty();
+                // The received record bytes were wiped when the answer was decoded, and the
+                // decoded string moves into `pin` without a copy, so this is the only one.
+                let pin = Zeroizing::new(entry.pin.take());
                 // The answer is also the next registration, on the same connection.
                 self.renew(registration, answer.reqid, entry);
                 Ok(Some(pin).filter(|pin| !pin.is_empty()))

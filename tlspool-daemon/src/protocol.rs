@@ -16,6 +16,7 @@ use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use tracing::debug;
+use zeroize::Zeroize as _;
 
 use tlspool_core::logging::TARGET_UNIXSOCK;
 use tlspool_proto::{
@@ -81,10 +82,15 @@ impl ConnectionProtocol {
     /// Classifies one received record and returns what to do with it.
     pub fn on_frame(&mut self, frame: Frame) -> Action {
         let header = frame.header();
-        let Frame { bytes, fd } = frame;
+        let Frame { mut bytes, fd } = frame;
         if header.cbid != 0 {
             if let Some(waiter) = self.callbacks.take_answered(header.cbid, self.connection) {
-                return Action::Deliver(waiter, self.callback_response(header, &bytes, fd));
+                let response = self.callback_response(header, &bytes, fd);
+                if header.cmd == CommandCode::PinEntry.code() {
+                    // The response to a PIN entry callback carries the PIN.
+                    bytes.zeroize();
+                }
+                return Action::Deliver(waiter, response);
             }
         }
 

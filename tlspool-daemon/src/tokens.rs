@@ -121,8 +121,10 @@ fn add_to_gnutls(path: &Path, pin: Option<&str>) -> anyhow::Result<()> {
                 "rejected a security-officer PIN request");
             return None;
         }
-        // NOTE: GnuTLS asks here only when the login of `TokenLogin` was lost, possibly on
-        // an async worker, so this callback never waits for the PIN entry service.
+        // NOTE: GnuTLS asks here only when the login of `TokenLogin` was lost. GnuTLS then
+        // runs C_Login and its retries itself, outside the wrong-PIN count and lock-out
+        // checks of `Module::login`, so this callback offers `pkcs11_pin` and never the PIN
+        // entry service.
         if pin.is_none() || request.previous_wrong || request.final_try {
             warn!(target: TARGET_FILES, token = %request.token_label,
                 previous_wrong = request.previous_wrong, final_try = request.final_try,

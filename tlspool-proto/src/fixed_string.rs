@@ -61,6 +61,12 @@ impl<const N: usize> FixedString<N> {
         &self.value
     }
 
+    /// Moves the value out and leaves the empty string. The returned `String` owns the only
+    /// heap copy, so a caller can wipe a secret such as a PIN without a copy left behind.
+    pub fn take(&mut self) -> String {
+        std::mem::take(&mut self.value)
+    }
+
     /// Decodes a wire field: the bytes up to the first NUL, which must exist.
     ///
     /// Bytes after the NUL are ignored.
@@ -134,6 +140,14 @@ impl<const N: usize> fmt::Debug for FixedString<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn take_moves_value_and_leaves_empty() {
+        let mut pin = FixedString::<128>::new("1234").unwrap();
+        let taken = pin.take();
+        assert_eq!(taken, "1234");
+        assert!(pin.is_empty());
+    }
 
     #[test]
     fn new_accepts_value_of_max_length() {

@@ -162,8 +162,9 @@ impl RecordAssembler {
             return None;
         }
         self.filled = 0;
+        // The buffer is zeroed, so the bytes of a record that carried a PIN remain only in the frame.
         Some(Frame {
-            bytes: self.buffer,
+            bytes: std::mem::replace(&mut self.buffer, [0; RECORD_LEN]),
             fd: self.fd.take(),
         })
     }
@@ -199,6 +200,15 @@ mod tests {
             0,
             "write end is still open"
         );
+    }
+
+    #[test]
+    fn assembler_zeroes_buffer_after_record() {
+        let mut assembler = RecordAssembler::new();
+        let frames = assembler.push(&numbered_record(7), None);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].bytes, numbered_record(7));
+        assert!(assembler.buffer.iter().all(|&byte| byte == 0));
     }
 
     #[test]
