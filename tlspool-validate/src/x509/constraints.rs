@@ -8,7 +8,9 @@ use x509_cert::ext::pkix::KeyUsages;
 use x509_cert::ext::pkix::constraints::name::GeneralSubtree;
 use x509_cert::ext::pkix::name::GeneralName;
 
-use super::name::{dns_in_subtree, mail_in_subtree};
+use super::name::{
+    PresentedName, alt_and_email_names, dns_in_subtree, identity_names, mail_in_subtree,
+};
 use super::trust::PeerRole;
 use super::{Certificate, ValidateError};
 
@@ -18,12 +20,6 @@ use super::{Certificate, ValidateError};
 pub(crate) struct NameConstraintSet {
     permitted: Vec<(String, Vec<GeneralSubtree>)>,
     excluded: Vec<(String, Vec<GeneralSubtree>)>,
-}
-
-/// A name of a certificate that nameConstraints apply to.
-enum ConstrainedName<'a> {
-    Dns(&'a str),
-    Mail(&'a str),
 }
 
 impl NameConstraintSet {
@@ -41,41 +37,30 @@ impl NameConstraintSet {
     }
 
     /// Checks the dNSName and rfc822Name subjectAltName entries and the subject emailAddress
-    /// attributes of `cert`, and for an end certificate without dNSName entries its
-    /// DNS-like commonName attributes, which the name check would accept instead.
+    /// attributes of `cert`, and for an end certificate also every commonName that the name
+    /// check or the pool may take as the peer's identity ([`identity_names`]), each against
+    /// the subtrees of its kind.
     pub(crate) fn check(&self, cert: &Certificate, is_leaf: bool) -> Result<(), ValidateError> {
         if self.permitted.is_empty() && self.excluded.is_empty() {
             return Ok(());
         }
-        let mut names: Vec<ConstrainedName<'_>> = Vec::new();
-        let dns_names = cert.dns_names();
-        if is_leaf && dns_names.is_empty() {
-            let dns_like = |cn: &&String| cn.is_ascii() && cn.contains('.') && !cn.contains(' ');
-            names.extend(
-                cert.common_names()
-                    .iter()
-                    .filter(dns_like)
-                    .map(|cn| ConstrainedName::Dns(cn)),
-            );
-        }
-        names.extend(dns_names.into_iter().map(ConstrainedName::Dns));
-        names.extend(cert.email_names().into_iter().map(ConstrainedName::Mail));
-        names.extend(
-            cert.email_addresses()
-                .iter()
-                .map(|m| ConstrainedName::Mail(m)),
-        );
-
+        let names = if is_leaf {
+            identity_names(cert)
+        } else {
+            alt_and_email_names(cert)
+        };
         for name in &names {
             self.check_name(cert, name)?;
         }
         Ok(())
     }
 
+    /// Checks `name` against the subtrees of its kind. A name that cannot be compared with a
+    /// base of its kind (a non-ASCII name, a mail address without `@`) is rejected.
     fn check_name(
         &self,
         cert: &Certificate,
-        name: &ConstrainedName<'_>,
+        name: &PresentedName<'_>,
     ) -> Result<(), ValidateError> {
         let violation = |issuer: &str, rule: String| ValidateError::NameConstraint {
             subject: cert.subject().to_owned(),
@@ -83,53 +68,65 @@ impl NameConstraintSet {
             issuer: issuer.to_owned(),
             rule,
         };
+        let uncomparable = |issuer: &str, base: &str| {
+            violation(
+                issuer,
+                format!("cannot be compared with the subtree {base}"),
+            )
+        };
 
         for (issuer, subtrees) in &self.permitted {
             check_supported(cert, issuer, subtrees)?;
             let bases: Vec<&str> = subtrees
                 .iter()
-                .filter_map(|s| name.base_of_type(s))
+                .filter_map(|s| base_of_kind(name, s))
                 .collect();
-            if !bases.is_empty() && !bases.iter().any(|base| name.in_subtree(base)) {
+            let mut inside = bases.is_empty();
+            for base in &bases {
+                match in_subtree(name, base) {
+                    Some(found) => inside |= found,
+                    None => return Err(uncomparable(issuer, base)),
+                }
+            }
+            if !inside {
                 let rule = format!("is outside the permitted subtrees {}", bases.join(", "));
                 return Err(violation(issuer, rule));
             }
         }
         for (issuer, subtrees) in &self.excluded {
             check_supported(cert, issuer, subtrees)?;
-            let excluded = subtrees.iter().filter_map(|s| name.base_of_type(s));
-            if let Some(base) = excluded.into_iter().find(|base| name.in_subtree(base)) {
-                return Err(violation(
-                    issuer,
-                    format!("is in the excluded subtree {base}"),
-                ));
+            for base in subtrees.iter().filter_map(|s| base_of_kind(name, s)) {
+                match in_subtree(name, base) {
+                    Some(false) => {}
+                    Some(true) => {
+                        return Err(violation(
+                            issuer,
+                            format!("is in the excluded subtree {base}"),
+                        ));
+                    }
+                    None => return Err(uncomparable(issuer, base)),
+                }
             }
         }
         Ok(())
     }
 }
 
-impl ConstrainedName<'_> {
-    fn text(&self) -> &str {
-        match self {
-            Self::Dns(name) | Self::Mail(name) => name,
-        }
+/// Returns the base of `subtree` if it is of the same kind as `name`.
+fn base_of_kind<'s>(name: &PresentedName<'_>, subtree: &'s GeneralSubtree) -> Option<&'s str> {
+    match (name, &subtree.base) {
+        (PresentedName::Dns(_), GeneralName::DnsName(base)) => Some(base.as_str()),
+        (PresentedName::Mail(_), GeneralName::Rfc822Name(base)) => Some(base.as_str()),
+        _ => None,
     }
+}
 
-    /// Returns the base of `subtree` if it has the same name type.
-    fn base_of_type<'s>(&self, subtree: &'s GeneralSubtree) -> Option<&'s str> {
-        match (self, &subtree.base) {
-            (Self::Dns(_), GeneralName::DnsName(base)) => Some(base.as_str()),
-            (Self::Mail(_), GeneralName::Rfc822Name(base)) => Some(base.as_str()),
-            _ => None,
-        }
-    }
-
-    fn in_subtree(&self, base: &str) -> bool {
-        match self {
-            Self::Dns(name) => dns_in_subtree(name, base),
-            Self::Mail(name) => mail_in_subtree(name, base),
-        }
+/// Tells whether `name` lies in the subtree `base` of its kind, or `None` when the two
+/// cannot be compared.
+fn in_subtree(name: &PresentedName<'_>, base: &str) -> Option<bool> {
+    match name {
+        PresentedName::Dns(dns) => dns_in_subtree(dns, base),
+        PresentedName::Mail(mail) => mail_in_subtree(mail, base),
     }
 }
 
@@ -210,4 +207,146 @@ pub(crate) fn check_extended_key_usage(
         subject: cert.subject().to_owned(),
         required: role.purpose_name(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{
+        ExtendedKeyUsagePurpose, GeneralSubtree, KeyUsagePurpose, NameConstraints, SanType,
+    };
+
+    use super::*;
+    use crate::x509::testing::{
+        Issued, anchors, ca_params, chain, day, issue, params, self_signed,
+    };
+    use crate::x509::{PathValidator, ValidPath};
+
+    /// Returns a root and an intermediate below it with the given nameConstraints.
+    fn constrained_pair(
+        permitted: Vec<GeneralSubtree>,
+        excluded: Vec<GeneralSubtree>,
+    ) -> (Issued, Issued) {
+        let root = self_signed(ca_params("Root"));
+        let mut params = ca_params("Constrained Intermediate");
+        params.name_constraints = Some(NameConstraints {
+            permitted_subtrees: permitted,
+            excluded_subtrees: excluded,
+        });
+        let intermediate = issue(params, &root);
+        (root, intermediate)
+    }
+
+    fn client(cn: &str, alt_names: Vec<SanType>, issuer: &Issued) -> Issued {
+        let mut params = params(cn);
+        params.subject_alt_names = alt_names;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        issue(params, issuer)
+    }
+
+    fn validate_client(
+        root: &Issued,
+        intermediate: &Issued,
+        leaf: &Issued,
+    ) -> Result<ValidPath, ValidateError> {
+        PathValidator::new(&anchors(&[root]), PeerRole::Client, day(2025, 1, 1))
+            .validate(&chain(&[leaf, intermediate]))
+    }
+
+    fn mail(base: &str) -> GeneralSubtree {
+        GeneralSubtree::Rfc822Name(base.into())
+    }
+
+    fn dns(base: &str) -> GeneralSubtree {
+        GeneralSubtree::DnsName(base.into())
+    }
+
+    #[test]
+    fn mail_common_name_in_excluded_subtree_is_rejected() {
+        let excluded = vec![
+            mail("victim.dev.example"),
+            mail(".victim.dev.example"),
+            dns("victim.dev.example"),
+        ];
+        let (root, intermediate) = constrained_pair(vec![], excluded);
+        let leaf = client("alice@victim.dev.example", vec![], &intermediate);
+        let err = validate_client(&root, &intermediate, &leaf).unwrap_err();
+        assert_eq!(
+            err,
+            ValidateError::NameConstraint {
+                subject: "CN=alice@victim.dev.example".into(),
+                name: "alice@victim.dev.example".into(),
+                issuer: "CN=Constrained Intermediate".into(),
+                rule: "is in the excluded subtree victim.dev.example".into(),
+            }
+        );
+
+        let other = client("alice@other.dev.example", vec![], &intermediate);
+        assert!(validate_client(&root, &intermediate, &other).is_ok());
+    }
+
+    #[test]
+    fn mail_common_name_outside_permitted_subtree_is_rejected() {
+        let (root, intermediate) = constrained_pair(vec![mail("allowed.dev.example")], vec![]);
+        let outside = client("alice@victim.dev.example", vec![], &intermediate);
+        let err = validate_client(&root, &intermediate, &outside).unwrap_err();
+        assert!(
+            matches!(&err, ValidateError::NameConstraint { name, rule, .. }
+                if name == "alice@victim.dev.example"
+                    && rule == "is outside the permitted subtrees allowed.dev.example"),
+            "{err}"
+        );
+
+        let inside = client("alice@allowed.dev.example", vec![], &intermediate);
+        assert!(validate_client(&root, &intermediate, &inside).is_ok());
+    }
+
+    #[test]
+    fn uncomparable_mail_common_name_is_rejected() {
+        let (root, intermediate) = constrained_pair(vec![mail("allowed.dev.example")], vec![]);
+        let leaf = client("alice@bücher.dev.example", vec![], &intermediate);
+        let err = validate_client(&root, &intermediate, &leaf).unwrap_err();
+        assert!(
+            matches!(&err, ValidateError::NameConstraint { rule, .. }
+                if rule == "cannot be compared with the subtree allowed.dev.example"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn single_label_common_name_is_constrained() {
+        let (root, intermediate) = constrained_pair(vec![dns(".dev.example")], vec![]);
+        let leaf = client("localhost", vec![], &intermediate);
+        let err = validate_client(&root, &intermediate, &leaf).unwrap_err();
+        assert!(
+            matches!(&err, ValidateError::NameConstraint { name, .. } if name == "localhost"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn common_name_that_names_nothing_is_not_constrained() {
+        let (root, intermediate) = constrained_pair(
+            vec![dns(".dev.example"), mail("allowed.dev.example")],
+            vec![],
+        );
+        let alt_names = vec![SanType::Rfc822Name(
+            "alice@allowed.dev.example".try_into().unwrap(),
+        )];
+        let leaf = client("Alice Smith", alt_names, &intermediate);
+        assert!(validate_client(&root, &intermediate, &leaf).is_ok());
+    }
+
+    #[test]
+    fn mail_common_name_hidden_by_alt_name_is_not_constrained() {
+        let (root, intermediate) = constrained_pair(vec![mail("allowed.dev.example")], vec![]);
+        let alt_names = vec![SanType::Rfc822Name(
+            "alice@allowed.dev.example".try_into().unwrap(),
+        )];
+        let leaf = client("alice@victim.dev.example", alt_names, &intermediate);
+        assert!(
+            validate_client(&root, &intermediate, &leaf).is_ok(),
+            "the name check never uses this commonName"
+        );
+    }
 }

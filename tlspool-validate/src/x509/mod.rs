@@ -47,7 +47,7 @@ mod trust_db;
 
 pub use cert::Certificate;
 pub use error::ValidateError;
-pub use name::{check_name, dns_name_matches, mail_matches};
+pub use name::{PresentedName, check_name, dns_name_matches, identity_names, mail_matches};
 pub use ocsp::{CLOCK_SKEW, MAX_AGE_WITHOUT_NEXT_UPDATE, OcspStatus, check_stapled};
 pub use path::{MAX_CANDIDATES, MAX_PATH_DEPTH, PathValidator, ValidPath};
 pub use revocation::{RevocationPolicy, check_revocation, check_revocation_stapled};
