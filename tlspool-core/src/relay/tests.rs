@@ -449,6 +449,111 @@ async fn tcp_eof_without_close_notify_is_truncation() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncation_resets_tcp_application() {
+    let (mut client, mut server) = sessions();
+    let (client_cipher, server_cipher) = tcp_pair();
+    let (plaintext, app) = tcp_pair();
+    let cipher = CipherSocket::new(client_cipher).unwrap();
+    let server_socket = CipherSocket::new(server_cipher).unwrap();
+    let timeout = Some(Duration::from_secs(10));
+    let (c, s) = tokio::join!(
+        drive_handshake(&mut client, &cipher, timeout),
+        drive_handshake(&mut server, &server_socket, timeout)
+    );
+    c.expect("client handshake");
+    s.expect("server handshake");
+
+    // The server sends one record, then closes TCP without close_notify.
+    server.write_plaintext(b"partial").unwrap();
+    handshake::flush_ciphertext(&mut server, &server_socket.socket)
+        .await
+        .unwrap();
+    drop(server_socket);
+    drop(server);
+
+    let outcome = relay_to_end(client, cipher, plaintext).await;
+    assert!(
+        matches!(
+            &outcome.end,
+            RelayEnd::Failed(RelayError::Tls {
+                source: TlsError::PrematureTermination,
+                ..
+            })
+        ),
+        "{outcome:?}"
+    );
+    let app = TcpStream::from(app);
+    app.set_nonblocking(true).unwrap();
+    let mut app = tokio::net::TcpStream::from_std(app).unwrap();
+    let mut received = [0u8; 7];
+    app.read_exact(&mut received).await.unwrap();
+    assert_eq!(&received, b"partial", "bytes before the truncation arrive");
+    let error = app.read(&mut received).await.unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncation_hangs_up_unix_application() {
+    let mut client = handshaken_client().await;
+    drop(client.server_cipher);
+
+    let outcome = relay_to_end(client.session, client.cipher, client.plaintext).await;
+    assert!(!matches!(outcome.end, RelayEnd::Closed), "{outcome:?}");
+    let ready = client
+        .app
+        .ready(tokio::io::Interest::WRITABLE)
+        .await
+        .unwrap();
+    assert!(ready.is_write_closed(), "POLLHUP is reported: {ready:?}");
+    let mut buf = [0u8; 4];
+    assert_eq!(client.app.read(&mut buf).await.unwrap(), 0);
+    let error = client.app.write_all(b"late").await.unwrap_err();
+    assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_sends_queued_plaintext_then_close_notify() {
+    let (client, server) = sessions();
+    let (client_cipher, server_cipher) = tcp_pair();
+    let (client_plain, mut client_app) = app_pair();
+    let (server_plain, mut server_app) = app_pair();
+    let queued: Vec<u8> = (0..64 * 1024_u32).map(|i| (i % 251) as u8).collect();
+    client_app.write_all(&queued).await.unwrap();
+
+    // The client relay starts already stopped, with the application's bytes queued.
+    let stopped = CancellationToken::new();
+    stopped.cancel();
+    let client_relay = spawn_relay(client, client_cipher, client_plain, stopped);
+    let server_relay = spawn_relay(
+        server,
+        server_cipher,
+        server_plain,
+        CancellationToken::new(),
+    );
+
+    let mut received = Vec::new();
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        server_app.read_to_end(&mut received),
+    )
+    .await
+    .expect("the server application reads to its end within 60 s")
+    .expect("the server application reads a clean end of file");
+    assert_eq!(received.len(), queued.len());
+    assert!(received == queued, "the relayed bytes differ");
+
+    let client = client_relay.await.unwrap();
+    assert!(matches!(client.end, RelayEnd::Stopped), "{client:?}");
+    assert_eq!(client.plaintext_to_tls, queued.len() as u64);
+    drop(server_app);
+    let server = tokio::time::timeout(Duration::from_secs(60), server_relay)
+        .await
+        .expect("the server relay ends within 60 s")
+        .unwrap();
+    assert_eq!(server.tls_to_plaintext, queued.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_times_out_on_silent_peer() {
     let (client, _) = sessions();
     let mut client = client;
