@@ -7,6 +7,7 @@ use anyhow::{Context, bail, ensure};
 use argh::FromArgs;
 use tlspool_core::db::{CredentialType, Database, DbRead, Donai, LocalIdEntry, OpenMode};
 use tlspool_pkcs11::CardKeyReference;
+use tlspool_validate::valexp::Valexp;
 
 use super::card::CardArgs;
 use super::config::DbSettings;
@@ -147,6 +148,9 @@ fn build_value(
     uri: &str,
     file: &str,
 ) -> anyhow::Result<Vec<u8>> {
+    if credential_type == CredentialType::Valexp {
+        check_valexp(spec, uri)?;
+    }
     let pkcs11_uri = if spec.no_pkcs11 {
         ensure!(
             uri.is_empty(),
@@ -174,6 +178,23 @@ fn build_value(
         credential: read_input(file.as_ref())?,
     };
     encode_value(&entry, file)
+}
+
+/// Checks the expression of a valexp value, because the daemon rejects every peer of an
+/// identity whose stored expression is empty or does not parse.
+fn check_valexp(spec: &LocalIdSpec, expression: &str) -> anyhow::Result<()> {
+    ensure!(
+        !spec.no_pkcs11,
+        "a valexp value stores its expression in the URI position, so it cannot be nop11"
+    );
+    ensure!(
+        !expression.trim().is_empty(),
+        "the validation expression is empty; give a postfix expression such as IT& \
+         (the peer carries the remote identity and its chain validates to a trust anchor)"
+    );
+    Valexp::parse(expression.trim())
+        .with_context(|| format!("invalid validation expression {expression:?}"))?;
+    Ok(())
 }
 
 /// Encodes `entry`, whose credential came from `source`, within [`MAX_VALUE_LEN`].
