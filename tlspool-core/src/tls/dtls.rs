@@ -118,18 +118,41 @@ impl CookieKey {
             return Ok(HelloCookie::NotClientHello);
         }
         match ffi::dtls_cookie_verify(self.key.as_ref(), client, datagram) {
-            Ok(prestate) => Ok(HelloCookie::Verified(CookieState { prestate })),
+            Ok(mut prestate) => {
+                // The ServerHello answers with the message sequence number of this
+                // ClientHello, which is above 1 after more than one HelloVerifyRequest.
+                // GnuTLS continues with one above `hsk_write_seq`.
+                prestate.hsk_write_seq = prestate.hsk_read_seq.saturating_sub(1);
+                Ok(HelloCookie::Verified(CookieState { prestate }))
+            }
             Err(code) => {
                 trace!(code, "ClientHello without a valid cookie");
-                let mut prestate = sys::gnutls_dtls_prestate_st {
-                    record_seq: 0,
-                    hsk_read_seq: 0,
-                    hsk_write_seq: 0,
-                };
+                let prestate = challenge_prestate(datagram);
+                let mut prestate = prestate;
                 let request = ffi::dtls_cookie_send(self.key.as_ref(), client, &mut prestate)?;
                 Ok(HelloCookie::Challenge(request))
             }
         }
+    }
+}
+
+/// Returns the sequence numbers of the HelloVerifyRequest for the ClientHello `hello`: the
+/// record sequence number of the ClientHello (RFC 6347 section 4.2.1) and its handshake
+/// message sequence number. A client that already received one HelloVerifyRequest, as from a
+/// relay's own cookie exchange, drops a second one that repeats either as a retransmission.
+/// GnuTLS keeps the low 32 bits of the 48-bit record sequence number.
+fn challenge_prestate(hello: &[u8]) -> sys::gnutls_dtls_prestate_st {
+    let field = |range: std::ops::Range<usize>| {
+        hello.get(range).map_or(0, |bytes| {
+            bytes
+                .iter()
+                .fold(0u32, |value, byte| value << 8 | u32::from(*byte))
+        })
+    };
+    sys::gnutls_dtls_prestate_st {
+        record_seq: field(7..11),
+        hsk_read_seq: 0,
+        hsk_write_seq: field(17..19),
     }
 }
 
