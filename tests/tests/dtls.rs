@@ -463,11 +463,43 @@ fn tlspoolctl_connect_udp_sends_lines_as_datagrams() {
 }
 
 #[test]
-fn tlspoolctl_serve_udp_echoes_to_gnutls_cli() {
+fn tlspoolctl_connect_udp_waits_for_replies_after_input() {
     let daemon = start_daemon(&[]);
     let port = free_udp_port();
-    let mut serve = Peer::spawn("tlspoolctl serve --udp", {
-        let mut command = tlspoolctl(&daemon);
+    let _server = gnutls_udp_echo_server(port);
+
+    let mut child = tlspoolctl(&daemon)
+        .args(["connect", "--udp", "127.0.0.1", &port.to_string()])
+        .args(["--remote-id", PEER])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start tlspoolctl connect --udp");
+    // All input and its end arrive before the handshake is done, as from a pipe.
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(b"one\ntwo\nthree\n")
+        .expect("write the lines");
+    drop(stdin);
+    let output = child.wait_with_output().expect("tlspoolctl exits");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "tlspoolctl failed: {stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "one\ntwo\nthree\n",
+        "stderr: {stderr}"
+    );
+    assert!(stderr.contains("protocol-version: DTLS"), "{stderr}");
+    assert!(stderr.contains("peer-certificate-type: X.509"), "{stderr}");
+    assert!(stderr.contains("local-certificate-type: "), "{stderr}");
+}
+
+/// Starts `tlspoolctl serve --udp --echo` on 127.0.0.1:`port` for `DOMAIN` and waits until
+/// it listens; `extra` adds options such as `--once`.
+fn tlspoolctl_serve_udp(daemon: &TestDaemon, port: u16, extra: &[&str]) -> Peer {
+    let serve = Peer::spawn("tlspoolctl serve --udp", {
+        let mut command = tlspoolctl(daemon);
         command.args([
             "serve",
             "--udp",
@@ -476,8 +508,8 @@ fn tlspoolctl_serve_udp_echoes_to_gnutls_cli() {
             "--local-id",
             DOMAIN,
             "--echo",
-            "--once",
         ]);
+        command.args(extra);
         command
     });
     assert!(
@@ -485,20 +517,108 @@ fn tlspoolctl_serve_udp_echoes_to_gnutls_cli() {
         "serve did not start:\n{}",
         serve.output()
     );
-    let mut cli = gnutls_cli_udp(port);
-    cli.send_line("echo me");
+    serve
+}
+
+/// Sends `line` from `cli` and checks that `serve` echoes it back.
+fn assert_echo(cli: &mut Peer, serve: &Peer, line: &str) {
+    cli.send_line(line);
     assert!(
-        cli.wait_for_output("echo me"),
-        "gnutls-cli got no echo:\n{}\nserve:\n{}",
+        cli.wait_for_output(line),
+        "gnutls-cli got no echo of {line:?}:\n{}\nserve:\n{}",
         cli.output(),
         serve.output()
     );
+}
+
+#[test]
+fn tlspoolctl_serve_udp_echoes_to_gnutls_cli() {
+    let daemon = start_daemon(&[]);
+    let port = free_udp_port();
+    let mut serve = tlspoolctl_serve_udp(&daemon, port, &["--once"]);
+    let mut cli = gnutls_cli_udp(port);
+    assert_echo(&mut cli, &serve, "echo me");
     cli.close_stdin();
     assert!(
         serve.wait_exit(),
         "serve --once did not exit:\n{}",
         serve.output()
     );
+}
+
+#[test]
+fn tlspoolctl_serve_udp_serves_peer_after_peer() {
+    let daemon = start_daemon(&[]);
+    let port = free_udp_port();
+    let serve = tlspoolctl_serve_udp(&daemon, port, &[]);
+    for index in 0..3 {
+        let mut cli = gnutls_cli_udp(port);
+        assert_echo(&mut cli, &serve, &format!("client {index}"));
+        cli.close_stdin();
+        assert!(
+            cli.wait_exit(),
+            "gnutls-cli {index} did not exit:\n{}",
+            cli.output()
+        );
+    }
+    let output = serve.output();
+    assert_eq!(
+        output.matches("connection from").count(),
+        3,
+        "serve:\n{output}"
+    );
+    assert!(!output.contains("failed"), "serve:\n{output}");
+}
+
+#[test]
+fn tlspoolctl_serve_udp_serves_peers_at_once() {
+    let daemon = start_daemon(&[]);
+    let port = free_udp_port();
+    let serve = tlspoolctl_serve_udp(&daemon, port, &[]);
+    let mut first = gnutls_cli_udp(port);
+    assert_echo(&mut first, &serve, "first client");
+    let mut second = gnutls_cli_udp(port);
+    assert_echo(&mut second, &serve, "second client");
+    assert_echo(&mut first, &serve, "first client again");
+}
+
+#[test]
+fn tlspoolctl_serve_udp_ignores_stray_datagrams() {
+    let daemon = start_daemon(&[]);
+    let port = free_udp_port();
+    let mut serve = tlspoolctl_serve_udp(&daemon, port, &["--once"]);
+    let stray = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+    stray
+        .connect(("127.0.0.1", port))
+        .expect("connect the stray socket");
+    stray
+        .set_read_timeout(Some(PEER_TIMEOUT))
+        .expect("read timeout");
+    stray
+        .send(b"not a ClientHello\n")
+        .expect("send a stray datagram");
+    stray
+        .send(&cookieless_client_hello(0))
+        .expect("send a cookieless ClientHello");
+    let mut reply = vec![0u8; 2048];
+    let len = stray
+        .recv(&mut reply)
+        .expect("a reply to the cookieless ClientHello");
+    assert_eq!(reply[0], 22, "the reply is a handshake record");
+    assert_eq!(reply[13], 3, "the reply is a HelloVerifyRequest");
+    assert!(len > 13 + 12, "the reply carries a cookie");
+
+    let mut cli = gnutls_cli_udp(port);
+    assert_echo(&mut cli, &serve, "real client");
+    cli.close_stdin();
+    assert!(
+        serve.wait_exit(),
+        "serve --once did not exit:\n{}",
+        serve.output()
+    );
+    let stray_address = stray.local_addr().expect("stray address").to_string();
+    let output = serve.output();
+    assert!(!output.contains(&stray_address), "serve:\n{output}");
 }
 
 #[test]

@@ -9,7 +9,9 @@ use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use argh::FromArgs;
 use tracing::debug;
@@ -48,6 +50,11 @@ pub struct ConnectCommand {
     /// use DTLS over UDP: each line of standard input is sent as one datagram
     #[argh(switch)]
     pub udp: bool,
+
+    /// with --udp, seconds to keep the session open after end of input until no datagram
+    /// has arrived for that long (default: 1)
+    #[argh(option, arg_name = "SECONDS", default = "1.0")]
+    pub linger: f64,
 }
 
 /// Runs `tlspoolctl connect` against the daemon at `socket`.
@@ -67,6 +74,12 @@ pub(super) fn run(
         builder.dtls();
     }
     let request = builder.build()?;
+    let linger = Duration::try_from_secs_f64(command.linger).map_err(|error| {
+        ClientError::InvalidRequest {
+            field: "--linger",
+            reason: format!("{} is no valid number of seconds: {error}", command.linger),
+        }
+    })?;
 
     let client = blocking::Client::connect(Some(socket))?;
     if command.udp {
@@ -74,10 +87,11 @@ pub(super) fn run(
         debug!(host = %command.host, port = command.port, "UDP socket connected, starting DTLS");
         let connection = client.starttls(udp, &request)?;
         eprint!(
-            "{}",
-            identity_lines(&connection.local_id, &connection.remote_id)
+            "{}{}",
+            identity_lines(&connection.local_id, &connection.remote_id),
+            session_lines(&client, &connection.ctlkey)
         );
-        return super::datagram::copy_datagrams(connection.plaintext, out);
+        return super::datagram::copy_datagrams(connection.plaintext, out, linger);
     }
     let address = format!("{}:{}", command.host, command.port);
     let tcp = TcpStream::connect((command.host.as_str(), command.port)).map_err(|source| {
@@ -135,7 +149,7 @@ fn copy_both_ways(plaintext: UnixStream, out: &mut dyn Write) -> Result<(), Clie
             call: "spawn of the standard input thread",
             source,
         })?;
-    receive_to(plaintext, out)
+    receive_to(plaintext, out, &AtomicU64::new(0))
 }
 
 /// Copies standard input to `plaintext`, then shuts down its write side.
@@ -164,10 +178,11 @@ fn send_stdin(mut plaintext: UnixStream) {
 }
 
 /// Copies `plaintext` to `out` until end of stream, flushing after each read so interactive
-/// output appears at once.
+/// output appears at once, and counts the reads in `received`.
 pub(super) fn receive_to(
     mut plaintext: UnixStream,
     out: &mut dyn Write,
+    received: &AtomicU64,
 ) -> Result<(), ClientError> {
     let mut buffer = vec![0u8; COPY_BUFFER_LEN];
     loop {
@@ -182,6 +197,7 @@ pub(super) fn receive_to(
                 });
             }
         };
+        received.fetch_add(1, Ordering::Relaxed);
         out.write_all(&buffer[..len]).map_err(stdout_error)?;
         out.flush().map_err(stdout_error)?;
     }

@@ -57,8 +57,8 @@ pub struct ServeCommand {
     #[argh(switch)]
     pub once: bool,
 
-    /// use DTLS over UDP and serve one peer at a time; only with --echo, which returns each
-    /// datagram
+    /// use DTLS over UDP, each peer on a socket of its own; only with --echo, which returns
+    /// each datagram
     #[argh(switch)]
     pub udp: bool,
 }
