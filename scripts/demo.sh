@@ -32,7 +32,8 @@ if [ -z "${TLSPOOL_DEMO_IN_NETNS:-}" ]; then
     TLSPOOL_DEMO_IN_NETNS=1 exec bash scripts/netns-run.sh bash "$0"
 fi
 
-bin=$PWD/target/release
+# Cargo puts its output under CARGO_TARGET_DIR when that is set, and under ./target otherwise.
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 work=$(mktemp -d /tmp/tlspool-demo.XXXXXX)
 dev=$work/dev
 daemon_pid=
