@@ -12,9 +12,10 @@ use domain::base::iana::{OptRcode, Rtype};
 use domain::base::{Message, MessageBuilder, Name};
 use domain::dnssec::validator::anchor::TrustAnchors;
 use domain::dnssec::validator::context::{ValidationContext, ValidationState};
+use domain::net::client::dgram::QueryErrorKind;
 use domain::net::client::dgram_stream;
 use domain::net::client::protocol::{TcpConnect, UdpConnect};
-use domain::net::client::request::{ComposeRequest, RequestMessage, SendRequest};
+use domain::net::client::request::{self, ComposeRequest, RequestMessage, SendRequest};
 use domain::resolv::stub::conf::ResolvConf;
 use tracing::debug;
 
@@ -154,7 +155,7 @@ impl Resolver {
             .send_request(request)
             .get_response()
             .await
-            .map_err(|err| query.transport_error(err.to_string()))?;
+            .map_err(|err| self.transport_error(query, &err))?;
         check_response(query, &qname, &response)?;
 
         let (state, extended_error) = self
@@ -173,6 +174,28 @@ impl Resolver {
         };
         debug!(name = %query.name, rtype = %query.rtype, security = ?security, "dns lookup validated");
         Ok(Answer::new(qname, query.rtype, security, response))
+    }
+}
+
+impl Resolver {
+    /// Maps a transport error to [`DnsError`]. A transport that gave up waiting for a response
+    /// is a [`DnsError::Timeout`], like the resolver's own deadline, so callers see one kind.
+    fn transport_error(&self, query: &Query, err: &request::Error) -> DnsError {
+        let timed_out = match err {
+            request::Error::StreamReadTimeout => true,
+            request::Error::Dgram(error) => matches!(error.kind(), QueryErrorKind::Timeout),
+            _ => false,
+        };
+        if timed_out {
+            DnsError::Timeout {
+                name: query.name.clone(),
+                rtype: query.rtype.to_string(),
+                server: self.server,
+                timeout: self.timeout,
+            }
+        } else {
+            query.transport_error(err.to_string())
+        }
     }
 }
 
