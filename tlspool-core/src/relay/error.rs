@@ -109,6 +109,21 @@ pub enum RelayError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A renegotiation changed the peer's credential from the one validated before the relay
+    /// started (including from none to some), so the session ended.
+    #[error("the peer presented {presented} in a renegotiation, but {validated} was validated")]
+    PeerIdentityChanged {
+        /// The credential validated before the relay started, as [`PeerIdentity::describe`]
+        /// gives it.
+        ///
+        /// [`PeerIdentity::describe`]: crate::tls::PeerIdentity::describe
+        validated: String,
+        /// The credential the peer presented in the renegotiation, as
+        /// [`PeerIdentity::describe_replacing`] gives it.
+        ///
+        /// [`PeerIdentity::describe_replacing`]: crate::tls::PeerIdentity::describe_replacing
+        presented: String,
+    },
     /// The peer did not finish a renegotiation in time.
     #[error("the renegotiation did not finish within {} s", .timeout.as_secs())]
     RenegotiationTimedOut {
@@ -134,7 +149,8 @@ impl RelayError {
             Self::Tls { .. }
             | Self::SessionEnded
             | Self::RenegotiationBusy
-            | Self::RenegotiationFailed { .. } => None,
+            | Self::RenegotiationFailed { .. }
+            | Self::PeerIdentityChanged { .. } => None,
         }
     }
 }

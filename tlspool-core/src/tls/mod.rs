@@ -98,7 +98,7 @@ pub use error::{TlsError, VerifyError};
 pub use extkey::{ExternalKey, ExternalKeyAlgorithm, ExternalSigner, SignInput};
 pub use privacy::precursor_priority;
 pub use rawpk::CertificateTypes;
-pub use renegotiate::{RenegotiationSecurity, RenegotiationStatus};
+pub use renegotiate::{PeerIdentity, RenegotiationSecurity, RenegotiationStatus};
 pub use session::{
     CertificateType, ChannelBinding, ClientCertificate, CredentialSelector,
     GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT, HandshakeStatus, MAX_RECORD_PLAINTEXT, ProtocolVersion,

@@ -4,15 +4,67 @@
 //!
 //! A renegotiation runs only when the first handshake negotiated RFC 5746 secure renegotiation
 //! and the RFC 7627 extended master secret, so that neither a renegotiation splice nor the
-//! triple handshake attack applies. GnuTLS also rejects a peer certificate that changes during
-//! renegotiation (the session is created without `GNUTLS_ALLOW_ID_CHANGE`), unless the earlier
-//! handshake was anonymous. TLS 1.3 has no renegotiation.
+//! triple handshake attack applies. TLS 1.3 has no renegotiation.
+//!
+//! GnuTLS rejects a peer certificate that changes during renegotiation (the session is
+//! created without `GNUTLS_ALLOW_ID_CHANGE`), but not one that appears where the earlier
+//! handshake had none. So the caller takes a [`PeerIdentity`] of the validated handshake and
+//! compares it after every renegotiation: the relay ends a session whose peer changed.
 
 use tlspool_gnutls_sys as sys;
 use tracing::debug;
 
 use super::error::TlsError;
-use super::session::{ProtocolVersion, Role, Session};
+use super::session::{CertificateType, ProtocolVersion, Role, Session};
+
+/// The credential the peer presented in a handshake: its certificate type and its end
+/// certificate or raw public key, compared byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// The peer presented no certificate.
+    None,
+    /// The peer presented this credential.
+    Credential {
+        /// The negotiated certificate type of the peer.
+        certificate_type: CertificateType,
+        /// The DER end certificate, the DER SubjectPublicKeyInfo of a raw public key, or
+        /// the OpenPGP key.
+        end_entity: Vec<u8>,
+    },
+}
+
+impl PeerIdentity {
+    /// Describes the identity for logs and errors, such as `no certificate` or
+    /// `an X.509 certificate`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::None => "no certificate".to_owned(),
+            Self::Credential {
+                certificate_type, ..
+            } => match certificate_type {
+                CertificateType::X509 => "an X.509 certificate".to_owned(),
+                CertificateType::RawPublicKey => "a raw public key".to_owned(),
+                CertificateType::OpenPgp => "an OpenPGP key".to_owned(),
+                CertificateType::Unknown(value) => {
+                    format!("a credential of GnuTLS certificate type {value}")
+                }
+            },
+        }
+    }
+
+    /// Describes `self`, which replaced `validated`, for logs and errors: a credential that
+    /// replaced another one is `another ...`.
+    pub fn describe_replacing(&self, validated: &Self) -> String {
+        let text = self.describe();
+        match (validated, self) {
+            (Self::Credential { .. }, Self::Credential { .. }) => match text.split_once(' ') {
+                Some((_article, noun)) => format!("another {noun}"),
+                None => text,
+            },
+            _ => text,
+        }
+    }
+}
 
 /// Progress of [`Session::renegotiate`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +95,18 @@ impl RenegotiationSecurity {
 }
 
 impl Session {
+    /// Returns the credential the peer presented in the last handshake that processed its
+    /// Certificate message.
+    pub fn peer_identity(&self) -> PeerIdentity {
+        match self.peer_certificates().into_iter().next() {
+            None => PeerIdentity::None,
+            Some(end_entity) => PeerIdentity::Credential {
+                certificate_type: self.peer_certificate_type(),
+                end_entity,
+            },
+        }
+    }
+
     /// Returns the renegotiation protections of the last completed handshake.
     pub fn renegotiation_security(&self) -> RenegotiationSecurity {
         RenegotiationSecurity {
