@@ -121,6 +121,9 @@ fn answer(session: &Session, query: Query, local: bool, value: Option<&[u8]>) ->
 }
 
 /// Returns the X.509 end certificate of the peer, or of this side when `local` is set.
+///
+/// The relay runs INFO only while the peer's credential is the one validated at the
+/// handshake: a renegotiation that changed it ends the session before INFO can read it.
 fn certificate(session: &Session, local: bool) -> Option<Vec<u8>> {
     if local {
         (session.local_certificate_type() == CertificateType::X509)
