@@ -12,8 +12,8 @@
 //! tab, newline, carriage return or other control byte is written as `\\`, `\t`, `\n`, `\r` or
 //! `\xHH`, so every entry stays on one line.
 
-mod check_chain;
 mod card;
+mod check_chain;
 mod config;
 mod db;
 mod dev_init;

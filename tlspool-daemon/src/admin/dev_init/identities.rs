@@ -42,8 +42,8 @@ use super::{
 
 mod openpgp;
 
-pub(in crate::admin) use openpgp::{OpenPgpVersion, issue_openpgp_key_for};
 use openpgp::{OpenPgpKey, issue_openpgp_key};
+pub(in crate::admin) use openpgp::{OpenPgpVersion, issue_openpgp_key_for};
 
 /// Validity of the test CA.
 const CA_VALIDITY: Duration = Duration::from_secs(10 * 365 * 86_400);
