@@ -11,16 +11,21 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use tlspool_core::logging::{TARGET_DAEMON, TARGET_UNIXSOCK};
+use tlspool_core::logging::TARGET_DAEMON;
+use tlspool_core::relay::STOP_GRACE_PERIOD;
 
 use crate::callbacks::ConnectionId;
 use crate::connection::{Shared, serve_connection};
 use crate::error::DaemonError;
+use crate::listener::AcceptFailures;
 
-/// Pause after a failed `accept` (such as `EMFILE`), so the loop does not spin.
-const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Time the daemon waits for stopped sessions to end: the relays' own bound for sending
+/// their last plaintext and close_notify, plus one second for their tasks to run.
+const SESSIONS_END_TIMEOUT: Duration = STOP_GRACE_PERIOD.saturating_add(Duration::from_secs(1));
 
-/// Serves every listener until a stop signal arrives, then closes all connections.
+/// Serves every listener until a stop signal arrives, then stops accepting, ends every
+/// session with close_notify (waiting at most [`SESSIONS_END_TIMEOUT`]) and closes all
+/// connections.
 ///
 /// `on_ready` runs once the signal handlers are installed and the listeners accept.
 ///
@@ -65,9 +70,18 @@ pub(crate) async fn serve(
         }
     };
 
-    info!(target: TARGET_DAEMON, signal = stopped_by, open_connections = connections.len(),
-        "stopping");
     acceptors.shutdown().await;
+    // NOTE: open control connections keep being served while the sessions end, so a
+    // STARTTLS that completes in this window is not stopped and is dropped at exit.
+    let sessions = shared.sessions.stop_all();
+    info!(target: TARGET_DAEMON, signal = stopped_by, open_connections = connections.len(),
+        sessions, "stopping");
+    let ended = tokio::time::timeout(SESSIONS_END_TIMEOUT, shared.sessions.wait_until_all_ended());
+    if ended.await.is_err() {
+        warn!(target: TARGET_DAEMON, sessions = shared.sessions.live_count(),
+            timeout_ms = SESSIONS_END_TIMEOUT.as_millis(),
+            "sessions did not end in time, so they are closed without close_notify");
+    }
     connections.shutdown().await;
     Ok(())
 }
@@ -82,16 +96,18 @@ fn into_tokio(listener: StdUnixListener) -> Result<UnixListener, DaemonError> {
 }
 
 async fn accept_loop(listener: UnixListener, accepted: mpsc::Sender<UnixStream>) {
+    let mut failures = AcceptFailures::default();
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
+                failures.succeeded();
                 if accepted.send(stream).await.is_err() {
                     return;
                 }
             }
             Err(error) => {
-                warn!(target: TARGET_UNIXSOCK, %error, "accepting a connection failed");
-                tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
+                let delay = failures.failed(&error, std::time::Instant::now());
+                tokio::time::sleep(delay).await;
             }
         }
     }

@@ -58,18 +58,28 @@
 //! - A socket that was read to its end and then hangs up entirely (`EPOLLHUP`) ends the relay
 //!   with [`RelayEnd::HungUp`], because nothing more can be delivered to it.
 //!
-//! A cipher socket end of file without close_notify is a truncation and ends the session with
+//! A cipher socket end of file or hang-up without close_notify is a truncation: the bytes
+//! decrypted before it are delivered, then the session ends with
 //! [`TlsError::PrematureTermination`](crate::tls::TlsError::PrematureTermination).
 //!
 //! # Ending and freeing
 //!
 //! A fatal TLS error (a warning alert is not fatal), a failed system call on either descriptor,
-//! a hang-up or the stop signal ends the relay. Ciphertext GnuTLS still holds (close_notify, or
-//! records encrypted before a stop) is then sent for at most 10 s, unless the cipher socket
-//! failed; this replaces the `SO_LINGER` of 10 s the TLS Pool sets, which would block a worker
-//! thread in `close`. Then the GnuTLS session is deinitialised, and both descriptors are
-//! deregistered and closed, on every path. When the future of [`run`] is dropped instead, at
-//! any await point, dropping it frees the same things, without the final flush.
+//! a hang-up or the stop signal ends the relay. After the stop signal, the relay reads what the
+//! application wrote up to then (until its socket has nothing queued), sends it, then sends
+//! close_notify, all within [`STOP_GRACE_PERIOD`]. After any other end, ciphertext GnuTLS
+//! still holds (close_notify, or records encrypted before a hang-up) is sent for at most 10 s,
+//! unless the cipher socket failed; this replaces the `SO_LINGER` of 10 s the TLS Pool sets,
+//! which would block a worker thread in `close`.
+//!
+//! The application reads end of file cleanly only after the peer's close_notify. Any other
+//! end, such as a truncation, a TLS error or a stop, closes the plaintext socket with
+//! `SO_LINGER` set to zero: a TCP application's reads then fail with `ECONNRESET` after the
+//! delivered bytes, and a UNIX socket reports `POLLHUP` and fails writes with `EPIPE`.
+//!
+//! Then the GnuTLS session is deinitialised, and both descriptors are deregistered and
+//! closed, on every path. When the future of [`run`] is dropped instead, at any await point,
+//! dropping it frees the same things, without the final flush.
 
 mod datagram;
 mod error;
@@ -78,6 +88,7 @@ mod privacy;
 mod pump;
 mod query;
 mod socket;
+mod spare;
 mod state;
 
 use std::os::fd::OwnedFd;
@@ -96,6 +107,11 @@ use crate::tls::Session;
 
 /// Time the final flush of ciphertext may take, the linger time of the TLS Pool.
 pub const LINGER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Time a stopped session may take to send the plaintext the application wrote before the
+/// stop, then close_notify. Both the control connection's close and the daemon's SIGTERM
+/// stop a session this way.
+pub const STOP_GRACE_PERIOD: Duration = Duration::from_secs(2);
 
 /// How a relayed session ended.
 #[derive(Debug)]
@@ -179,8 +195,34 @@ pub async fn run_with_early_plaintext(
     queries: QueryReceiver,
     early: Vec<u8>,
 ) -> RelayOutcome {
-    match pump::Relay::new(session, cipher, plaintext, queries) {
-        Ok(relay) => relay.with_early_plaintext(early).run(&stop).await,
+    let relay = pump::Relay::new(session, cipher, plaintext, queries);
+    run_prepared(relay, early, &stop).await
+}
+
+/// Relays as [`run_with_early_plaintext`] does, over the `cipher` socket the handshake ran
+/// on, which stays registered with the reactor in between.
+///
+/// # Panics
+/// Outside a tokio runtime with I/O and time enabled.
+pub async fn run_on_socket(
+    session: Session,
+    cipher: CipherSocket,
+    plaintext: OwnedFd,
+    stop: CancellationToken,
+    queries: QueryReceiver,
+    early: Vec<u8>,
+) -> RelayOutcome {
+    let relay = pump::Relay::on_socket(session, cipher.socket, plaintext, queries);
+    run_prepared(relay, early, &stop).await
+}
+
+async fn run_prepared(
+    relay: Result<pump::Relay, RelayError>,
+    early: Vec<u8>,
+    stop: &CancellationToken,
+) -> RelayOutcome {
+    match relay {
+        Ok(relay) => relay.with_early_plaintext(early).run(stop).await,
         Err(error) => RelayOutcome {
             plaintext_to_tls: 0,
             tls_to_plaintext: 0,

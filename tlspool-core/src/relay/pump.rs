@@ -19,16 +19,18 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use super::error::{DescriptorRole, RelayError};
 use super::handshake::{CIPHER_READ_SIZE, flush_ciphertext};
 use super::query::{Query, QueryReceiver};
 use super::socket::{ReadBuffer, StreamSocket};
-use super::state::{Levels, RelayState, Step, Wants};
-use super::{LINGER_TIMEOUT, RelayEnd, RelayOutcome};
+use super::state::{Levels, PENDING_CIPHERTEXT_LIMIT, RelayState, Step, Wants};
+use super::{LINGER_TIMEOUT, RelayEnd, RelayOutcome, STOP_GRACE_PERIOD};
 use crate::logging::TARGET_COPYCAT;
-use crate::tls::{MAX_RECORD_PLAINTEXT, ReadOutcome, RenegotiationStatus, Role, Session, TlsError};
+use crate::tls::{
+    MAX_RECORD_PLAINTEXT, PeerIdentity, ReadOutcome, RenegotiationStatus, Role, Session, TlsError,
+};
 
 /// Time a renegotiation may take before the relay ends the session.
 pub(super) const RENEGOTIATION_TIMEOUT: Duration = Duration::from_secs(60);
@@ -84,6 +86,8 @@ pub(super) struct Relay {
     early_plaintext: Vec<u8>,
     /// When the last renegotiation the peer requested completed.
     last_peer_renegotiation: Option<Instant>,
+    /// The peer's credential when the relay started, which the caller validated.
+    validated_peer: PeerIdentity,
 }
 
 impl Relay {
@@ -95,7 +99,19 @@ impl Relay {
         queries: QueryReceiver,
     ) -> Result<Self, RelayError> {
         let cipher = StreamSocket::new(cipher, DescriptorRole::Cipher)?;
+        Self::on_socket(session, cipher, plaintext, queries)
+    }
+
+    /// Prepares the plaintext descriptor and keeps `cipher`, already registered by the
+    /// handshake, as it is.
+    pub(super) fn on_socket(
+        session: Session,
+        cipher: StreamSocket,
+        plaintext: OwnedFd,
+        queries: QueryReceiver,
+    ) -> Result<Self, RelayError> {
         let plaintext = StreamSocket::new(plaintext, DescriptorRole::Plaintext)?;
+        let validated_peer = session.peer_identity();
         Ok(Self {
             session,
             cipher,
@@ -113,6 +129,7 @@ impl Relay {
             renegotiation: None,
             early_plaintext: Vec::new(),
             last_peer_renegotiation: None,
+            validated_peer,
         })
     }
 
@@ -126,10 +143,16 @@ impl Relay {
             "relay started"
         );
         let end = self.relay(stop).await.unwrap_or_else(RelayEnd::Failed);
+        let end = self.classify_hangup(end);
         if let Some(reply) = self.renegotiation.take().and_then(|r| r.reply) {
             let _ = reply.send(Err(RelayError::SessionEnded));
         }
-        self.linger(&end).await;
+        if matches!(end, RelayEnd::Stopped) {
+            self.close_on_stop().await;
+        } else {
+            self.linger(&end).await;
+        }
+        self.reset_unfinished_plaintext(&end);
 
         debug!(
             target: TARGET_COPYCAT,
@@ -176,7 +199,11 @@ impl Relay {
             match self.next_event(wants, stop).await? {
                 Event::Stop => return Ok(RelayEnd::Stopped),
                 Event::HungUp(role) => return Ok(RelayEnd::HungUp(role)),
-                Event::Query(Query::Read(query)) => query(&self.session),
+                Event::Query(Query::Read(query)) => {
+                    // A renegotiation in progress may have stored a new peer certificate.
+                    self.check_peer_identity()?;
+                    query(&self.session);
+                }
                 Event::Query(Query::Renegotiate(reply)) => self.start_renegotiation(reply),
                 Event::QueriesClosed => self.queries = None,
                 Event::RenegotiationTimedOut => {
@@ -391,6 +418,91 @@ impl Relay {
         }
     }
 
+    /// Turns a hang-up of the cipher socket before the peer's close_notify into the
+    /// truncation it is.
+    fn classify_hangup(&self, end: RelayEnd) -> RelayEnd {
+        match end {
+            RelayEnd::HungUp(DescriptorRole::Cipher) if !self.state.close_notify_received => {
+                RelayEnd::Failed(RelayError::Tls {
+                    call: "recv",
+                    source: TlsError::PrematureTermination,
+                })
+            }
+            other => other,
+        }
+    }
+
+    /// Ends a stopped session cleanly within [`STOP_GRACE_PERIOD`]: encrypts the plaintext
+    /// the application wrote before the stop, sends close_notify and shuts down the cipher
+    /// socket's write side.
+    async fn close_on_stop(&mut self) {
+        match tokio::time::timeout(STOP_GRACE_PERIOD, self.drain_and_close()).await {
+            Ok(Ok(())) => debug!(
+                target: TARGET_COPYCAT,
+                fd = self.cipher.raw_fd(),
+                plaintext_to_tls = self.plaintext_to_tls,
+                "stopped: queued plaintext sent, then close_notify"
+            ),
+            Ok(Err(error)) => debug!(
+                target: TARGET_COPYCAT,
+                fd = self.cipher.raw_fd(),
+                %error,
+                "stopped: sending the queued plaintext and close_notify failed"
+            ),
+            Err(_) => warn!(
+                target: TARGET_COPYCAT,
+                fd = self.cipher.raw_fd(),
+                unsent_ciphertext = self.session.pending_ciphertext().len(),
+                grace_period_ms = STOP_GRACE_PERIOD.as_millis(),
+                "stopped: the queued plaintext and close_notify were not sent in time"
+            ),
+        }
+    }
+
+    /// Reads the plaintext socket until it has nothing queued, encrypting each read, then
+    /// sends close_notify. Bytes the application writes after the queue ran empty are not
+    /// read.
+    async fn drain_and_close(&mut self) -> Result<(), RelayError> {
+        // A renegotiation in progress accepts no application data.
+        while !self.state.plaintext_eof && !self.state.renegotiating {
+            if self.session.pending_ciphertext().len() >= PENDING_CIPHERTEXT_LIMIT {
+                flush_ciphertext(&mut self.session, &self.cipher).await?;
+            }
+            match self.plaintext.try_recv(self.plaintext_in.get_mut())? {
+                None => break,
+                Some(0) => self.queue_close_notify()?,
+                Some(n) => self.encrypt(n)?,
+            }
+        }
+        self.plaintext_in.release_after(0);
+        if !self.state.cipher_write_shut {
+            if !self.state.plaintext_eof {
+                self.queue_close_notify()?;
+            }
+            flush_ciphertext(&mut self.session, &self.cipher).await?;
+            self.cipher.shutdown_write()?;
+            self.state.cipher_write_shut = true;
+        }
+        Ok(())
+    }
+
+    /// Sets the plaintext socket to reset on close unless the peer's close_notify shut it
+    /// down already, so the application can tell a truncated stream from a clean end.
+    fn reset_unfinished_plaintext(&self, end: &RelayEnd) {
+        let clean = matches!(
+            end,
+            RelayEnd::Closed | RelayEnd::HungUp(DescriptorRole::Plaintext)
+        );
+        if clean || self.state.plaintext_write_shut {
+            return;
+        }
+        // NOTE: a TCP reset discards bytes still in the socket's send queue. A UNIX socket,
+        // the usual plaintext descriptor, keeps them readable.
+        if let Err(error) = self.plaintext.reset_on_close() {
+            debug!(target: TARGET_COPYCAT, %error, "resetting the plaintext socket failed");
+        }
+    }
+
     fn levels(&self) -> Levels {
         Levels {
             pending_ciphertext: self.session.pending_ciphertext().len(),
@@ -478,6 +590,11 @@ impl Relay {
         let ended = self.state.cipher_eof || self.state.close_notify_received;
         match self.session.renegotiate() {
             Ok(RenegotiationStatus::Done) => {
+                if let Err(error) = self.check_peer_identity() {
+                    let reason = error.to_string();
+                    self.finish_renegotiation(Err(error));
+                    return Err(RelayError::RenegotiationFailed { reason });
+                }
                 if self
                     .renegotiation
                     .as_ref()
@@ -515,6 +632,26 @@ impl Relay {
             }
         }
         Ok(())
+    }
+
+    /// Checks that the peer's credential is still the one validated before the relay started.
+    ///
+    /// # Errors
+    /// [`RelayError::PeerIdentityChanged`] when a renegotiation changed it, which must end
+    /// the session.
+    fn check_peer_identity(&self) -> Result<(), RelayError> {
+        let current = self.session.peer_identity();
+        if current == self.validated_peer {
+            return Ok(());
+        }
+        let validated = self.validated_peer.describe();
+        let presented = current.describe_replacing(&self.validated_peer);
+        warn!(target: TARGET_COPYCAT, fd = self.cipher.raw_fd(), validated, presented,
+            "the peer's credential changed in a renegotiation, so the session ends");
+        Err(RelayError::PeerIdentityChanged {
+            validated,
+            presented,
+        })
     }
 
     /// Ends the running renegotiation and answers the application's request, if any.

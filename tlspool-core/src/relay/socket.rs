@@ -4,13 +4,17 @@
 
 use std::io;
 use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::time::Duration;
 
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags, Shutdown, SocketType};
 use tokio::io::unix::AsyncFd;
 use tokio::io::{Interest, Ready};
+use tracing::debug;
 
 use super::error::{DescriptorRole, RelayError};
+use super::spare;
+use crate::logging::TARGET_COPYCAT;
 
 /// A non-blocking stream socket registered with the reactor of the current tokio runtime.
 ///
@@ -38,6 +42,9 @@ impl StreamSocket {
         };
         check_stream_socket(fd.as_fd(), role)?;
         rustix::io::ioctl_fionbio(&fd, true).map_err(|e| setup("ioctl(FIONBIO)", e))?;
+        if role == DescriptorRole::Cipher {
+            disable_nagle(fd.as_fd());
+        }
         let fd = register(fd).map_err(|source| RelayError::Setup {
             role,
             call: "epoll_ctl",
@@ -57,11 +64,15 @@ impl StreamSocket {
     }
 
     /// Receives into `buf`, waiting until data or end of file arrives; `Ok(0)` is end of file.
+    ///
+    /// The reactor's read readiness is cleared only after `recv` returns `EAGAIN`, so while it
+    /// is clear the socket has nothing new and this waits without a system call.
     pub(super) async fn recv(&self, buf: &mut [u8]) -> Result<usize, RelayError> {
         loop {
+            let mut guard = self.readable().await?;
             match rustix::net::recv(self.fd.get_ref(), &mut *buf, RecvFlags::empty()) {
                 Ok((n, _)) => return Ok(n),
-                Err(Errno::AGAIN) => self.wait(Interest::READABLE, "recv").await?,
+                Err(Errno::AGAIN) => guard.clear_ready_matching(Ready::READABLE),
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(self.io_error("recv", e.into())),
             }
@@ -69,29 +80,34 @@ impl StreamSocket {
     }
 
     /// Receives into `buf` as [`Self::recv`] does, but allocates `buf` only once the socket is
-    /// readable, and frees it first when the previous read did not fill it.
+    /// readable, and frees it when the socket has nothing queued.
     ///
-    /// A read shorter than the buffer took everything the socket had queued, so a relay that
-    /// waits between two bursts of data keeps no read buffer allocated, while one that moves bulk
-    /// data, whose reads fill the buffer, keeps it.
+    /// A relay that waits between two bursts of data keeps no read buffer allocated. A freed
+    /// buffer goes to the thread's spare buffers, so a bulk transfer that waits briefly between
+    /// reads reuses its memory instead of allocating it anew.
     pub(super) async fn recv_into(&self, buf: &mut ReadBuffer) -> Result<usize, RelayError> {
-        if buf.last_read < buf.capacity {
-            buf.release();
-        }
         loop {
-            if !buf.is_allocated() {
-                self.wait(Interest::READABLE, "recv").await?;
-            }
+            let mut guard = self.readable().await?;
             match rustix::net::recv(self.fd.get_ref(), buf.get_mut(), RecvFlags::empty()) {
-                Ok((n, _)) => {
-                    buf.last_read = n;
-                    return Ok(n);
+                Ok((n, _)) => return Ok(n),
+                Err(Errno::AGAIN) => {
+                    buf.release();
+                    guard.clear_ready_matching(Ready::READABLE);
                 }
-                Err(Errno::AGAIN) => buf.release(),
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(self.io_error("recv", e.into())),
             }
         }
+    }
+
+    /// Waits until the reactor reports the socket readable or its read side closed.
+    async fn readable(
+        &self,
+    ) -> Result<tokio::io::unix::AsyncFdReadyGuard<'_, OwnedFd>, RelayError> {
+        self.fd
+            .ready(Interest::READABLE)
+            .await
+            .map_err(|e| self.io_error("recv", e))
     }
 
     /// Sends from `buf`, waiting until the socket accepts at least one byte; returns the count.
@@ -112,6 +128,26 @@ impl StreamSocket {
     pub(super) fn shutdown_write(&self) -> Result<(), RelayError> {
         rustix::net::shutdown(self.fd.get_ref(), Shutdown::Write)
             .map_err(|e| self.io_error("shutdown", e.into()))
+    }
+
+    /// Receives into `buf` without waiting: `None` when nothing is queued, `Some(0)` at end
+    /// of file.
+    pub(super) fn try_recv(&self, buf: &mut [u8]) -> Result<Option<usize>, RelayError> {
+        loop {
+            match rustix::net::recv(self.fd.get_ref(), &mut *buf, RecvFlags::DONTWAIT) {
+                Ok((n, _)) => return Ok(Some(n)),
+                Err(Errno::AGAIN) => return Ok(None),
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(self.io_error("recv", e.into())),
+            }
+        }
+    }
+
+    /// Sets `SO_LINGER` to zero, so closing the descriptor resets a TCP connection
+    /// (the peer's reads fail with `ECONNRESET`) instead of ending it with a FIN.
+    pub(super) fn reset_on_close(&self) -> Result<(), RelayError> {
+        rustix::net::sockopt::set_socket_linger(self.fd.get_ref(), Some(Duration::ZERO))
+            .map_err(|e| self.io_error("setsockopt(SO_LINGER)", e.into()))
     }
 
     /// Completes when the reactor reports that the socket can no longer be written to: the peer
@@ -178,15 +214,30 @@ fn check_stream_socket(fd: BorrowedFd<'_>, role: DescriptorRole) -> Result<(), R
     }
 }
 
+/// Sets `TCP_NODELAY` on a TCP socket, so a record shorter than the segment size goes out at
+/// once instead of waiting for the peer to acknowledge the previous one. The relay writes whole
+/// TLS records, so bulk data still fills its segments. Other sockets are left alone, and a
+/// failure only costs latency, so it is logged and the session goes on.
+fn disable_nagle(fd: BorrowedFd<'_>) {
+    let is_tcp = matches!(
+        rustix::net::sockopt::socket_protocol(fd),
+        Ok(Some(protocol)) if protocol == rustix::net::ipproto::TCP
+    );
+    if !is_tcp {
+        return;
+    }
+    if let Err(error) = rustix::net::sockopt::set_tcp_nodelay(fd, true) {
+        debug!(target: TARGET_COPYCAT, %error, "setsockopt(TCP_NODELAY) failed");
+    }
+}
+
 /// A relay buffer of a fixed capacity whose memory is allocated only while data moves through
 /// it, so an idle session does not hold its 16 to 32 KiB. It reads as an empty slice while it
-/// is not allocated.
+/// is not allocated, and its memory comes from and returns to the thread's spare buffers.
 #[derive(Debug)]
 pub(super) struct ReadBuffer {
     data: Vec<u8>,
     capacity: usize,
-    /// The length of the last read by [`StreamSocket::recv_into`].
-    last_read: usize,
 }
 
 impl ReadBuffer {
@@ -195,14 +246,13 @@ impl ReadBuffer {
         Self {
             data: Vec::new(),
             capacity,
-            last_read: 0,
         }
     }
 
     /// Returns the whole buffer, allocating it first when it is not allocated.
     pub(super) fn get_mut(&mut self) -> &mut [u8] {
         if self.data.is_empty() {
-            self.data = vec![0; self.capacity];
+            self.data = spare::take(self.capacity);
         }
         &mut self.data
     }
@@ -215,11 +265,18 @@ impl ReadBuffer {
     }
 
     fn release(&mut self) {
-        self.data = Vec::new();
+        spare::give(std::mem::take(&mut self.data));
     }
 
+    #[cfg(test)]
     fn is_allocated(&self) -> bool {
         !self.data.is_empty()
+    }
+}
+
+impl Drop for ReadBuffer {
+    fn drop(&mut self) {
+        self.release();
     }
 }
 
