@@ -313,7 +313,7 @@ fn openpgpkey_without_trust_entry_fails_default() {
     let daemon = pki.start_daemon("IT&", &dns_lines(&nsd));
     assert_rejected(
         connect(&daemon, port, PEER, false),
-        "failed at I (no trusted OpenPGP key of peer@dev.example",
+        "no trusted OpenPGP key of peer@dev.example",
         &daemon,
     );
 }

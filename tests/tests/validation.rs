@@ -312,14 +312,20 @@ fn dane_without_trust_anchor_fails_closed() {
 }
 
 #[test]
-fn invalid_default_expression_rejects() {
+fn invalid_anchor_expression_rejects() {
     let _serial = serial();
     let setup = Setup::create();
     let (_server, port) = setup.peer_server();
 
-    let daemon = setup.start_daemon(&["validate_default T&"]);
+    setup.set_anchor_valexp("T&");
+    let daemon = setup.start_daemon(&[]);
     assert_rejected(
         pool_client(&daemon, port, CLIENT),
-        "validation expression `T&` of validate_default is invalid",
+        "validation expression `T&` of the trust anchor is invalid",
+    );
+    let log = daemon.stderr();
+    assert!(
+        log.contains("invalid validation expression, so the peer is rejected"),
+        "{log}"
     );
 }

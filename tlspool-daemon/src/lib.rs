@@ -23,9 +23,10 @@
 //!
 //! # Known limitations
 //!
-//! - STARTTLS serves new sessions over TCP in the client and server roles (see
-//!   [`starttls`]); renegotiation, the peer role, UDP and SCTP are not built. Every command
-//!   other than PING and STARTTLS gets ERROR `E_TLSPOOL_COMMAND_NOTIMPL`.
+//! - STARTTLS serves TLS over TCP and DTLS over UDP in the client and server roles (see
+//!   [`starttls`]), and renegotiates TLS 1.2 sessions; the peer role and SCTP get ERROR
+//!   `E_TLSPOOL_COMMAND_NOTIMPL`, as does an INFO value over 334 bytes. Every other command
+//!   of the version 2 protocol, PIOC_LIDENTRY_REGISTER_V2 included, is served.
 //! - Socket and PID files are removed at exit through directories opened before `chroot`, but
 //!   after `daemon_user` the daemon may lack the permission to remove them.
 

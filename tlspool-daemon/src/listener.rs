@@ -3,19 +3,24 @@
 //!
 //! A path that exists is removed only if it is a socket on which nobody accepts connections.
 //! A live socket or any other kind of file stops the start-up.
+//!
+//! [`AcceptFailures`] paces the accept loop after a failed `accept`, and logs the failures at
+//! most once per second.
 
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use nix::errno::Errno;
 use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
 use nix::unistd::{Gid, Group, Uid, User, chown};
-use tracing::info;
+use tracing::{info, warn};
 
 use tlspool_core::config::SocketSpec;
-use tlspool_core::logging::TARGET_DAEMON;
+use tlspool_core::logging::{TARGET_DAEMON, TARGET_UNIXSOCK};
 
 use crate::cleanup::RemoveOnDrop;
 use crate::error::DaemonError;
@@ -168,7 +173,7 @@ fn remove_stale_socket(path: &Path) -> Result<(), DaemonError> {
 }
 
 fn bind_and_listen(path: &Path) -> Result<UnixListener, DaemonError> {
-    let errno_error = |call| move |errno: nix::errno::Errno| socket_error(path, call)(errno.into());
+    let errno_error = |call| move |errno: Errno| socket_error(path, call)(errno.into());
     let address = UnixAddr::new(path).map_err(errno_error("sockaddr_un"))?;
     let socket: OwnedFd = socket::socket(
         AddressFamily::Unix,
@@ -188,6 +193,75 @@ fn socket_error<'a>(path: &'a Path, call: &'static str) -> impl Fn(io::Error) ->
         path: path.to_owned(),
         call,
         source,
+    }
+}
+
+/// Pause after a failed `accept` other than a descriptor limit.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(100);
+/// Longest pause after repeated `EMFILE` or `ENFILE`: a descriptor frees only when a
+/// connection or session ends, and retrying sooner only fails again.
+const MAX_DESCRIPTOR_LIMIT_DELAY: Duration = Duration::from_secs(1);
+/// Shortest time between two log lines about failed accepts.
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The failed accepts of one listening socket: how long to pause before the next `accept` and
+/// when to log.
+///
+/// The first failure is logged at once. Later ones are counted and logged with that count at
+/// most once per [`ACCEPT_LOG_INTERVAL`]. `EMFILE` and `ENFILE` double the pause from
+/// [`ACCEPT_RETRY_DELAY`] up to [`MAX_DESCRIPTOR_LIMIT_DELAY`]; a successful accept resets it.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptFailures {
+    /// When the last line was logged.
+    last_logged: Option<Instant>,
+    /// Failures since the last line.
+    unlogged: u64,
+    /// Failures in a row since the last successful accept.
+    consecutive: u32,
+}
+
+impl AcceptFailures {
+    /// Counts a failed accept at `now`, logs it if a line is due, and returns the pause before
+    /// the next `accept`.
+    pub(crate) fn failed(&mut self, error: &io::Error, now: Instant) -> Duration {
+        self.consecutive = self.consecutive.saturating_add(1);
+        self.unlogged += 1;
+        let due = self
+            .last_logged
+            .is_none_or(|last| now.duration_since(last) >= ACCEPT_LOG_INTERVAL);
+        if due {
+            warn!(target: TARGET_UNIXSOCK, %error, failures = self.unlogged,
+                consecutive = self.consecutive, "accepting a connection failed");
+            self.last_logged = Some(now);
+            self.unlogged = 0;
+        }
+        self.delay(error)
+    }
+
+    /// Resets the pause after a successful accept, and logs the failures not logged yet.
+    pub(crate) fn succeeded(&mut self) {
+        if self.unlogged > 0 {
+            info!(target: TARGET_UNIXSOCK, failures = self.unlogged,
+                consecutive = self.consecutive,
+                "accepting connections again after failed accepts");
+        }
+        self.unlogged = 0;
+        self.consecutive = 0;
+    }
+
+    /// Returns the pause after the current run of failures that ended with `error`.
+    fn delay(&self, error: &io::Error) -> Duration {
+        let descriptor_limit = matches!(
+            error.raw_os_error(),
+            Some(code) if code == Errno::EMFILE as i32 || code == Errno::ENFILE as i32
+        );
+        if !descriptor_limit {
+            return ACCEPT_RETRY_DELAY;
+        }
+        let doublings = self.consecutive.saturating_sub(1).min(16);
+        ACCEPT_RETRY_DELAY
+            .saturating_mul(1 << doublings)
+            .min(MAX_DESCRIPTOR_LIMIT_DELAY)
     }
 }
 
@@ -283,5 +357,50 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    #[test]
+    fn descriptor_limit_backs_off_to_maximum() {
+        let mut failures = AcceptFailures::default();
+        let error = io::Error::from_raw_os_error(Errno::EMFILE as i32);
+        let start = Instant::now();
+        let delays: Vec<Duration> = (0..6).map(|_| failures.failed(&error, start)).collect();
+        let millis: Vec<u128> = delays.iter().map(Duration::as_millis).collect();
+        assert_eq!(millis, [100, 200, 400, 800, 1000, 1000]);
+        failures.succeeded();
+        assert_eq!(failures.failed(&error, start), ACCEPT_RETRY_DELAY);
+    }
+
+    #[test]
+    fn other_accept_errors_keep_short_delay() {
+        let mut failures = AcceptFailures::default();
+        let error = io::Error::from_raw_os_error(Errno::ECONNABORTED as i32);
+        let start = Instant::now();
+        for _ in 0..5 {
+            assert_eq!(failures.failed(&error, start), ACCEPT_RETRY_DELAY);
+        }
+    }
+
+    #[test]
+    fn accept_failures_log_once_per_second() {
+        let mut failures = AcceptFailures::default();
+        let error = io::Error::from_raw_os_error(Errno::ENFILE as i32);
+        let start = Instant::now();
+        failures.failed(&error, start);
+        assert_eq!(failures.last_logged, Some(start));
+        assert_eq!(failures.unlogged, 0);
+        for step in 1..=9 {
+            failures.failed(&error, start + Duration::from_millis(100 * step));
+        }
+        assert_eq!(
+            failures.last_logged,
+            Some(start),
+            "no line within the second"
+        );
+        assert_eq!(failures.unlogged, 9);
+        let later = start + ACCEPT_LOG_INTERVAL;
+        failures.failed(&error, later);
+        assert_eq!(failures.last_logged, Some(later));
+        assert_eq!(failures.unlogged, 0, "the line carries the count");
     }
 }

@@ -55,6 +55,7 @@ pub fn run(options: Options) -> anyhow::Result<()> {
     }
 
     let config = Config::load(&options.config).context("loading the configuration")?;
+    crate::starttls::Validation::check_config(&config).context("loading the configuration")?;
     init_subscriber(&config.log_settings()).context("setting up logging")?;
     info!(target: TARGET_DAEMON, version = env!("CARGO_PKG_VERSION"), pid = process::id(),
         "starting");

@@ -5,7 +5,9 @@
 //! apart without parsing the message: `ENOKEY` for a missing peer certificate,
 //! `EKEYEXPIRED` for an expired one, `EKEYREVOKED` for a revoked one, `EACCES` for a name
 //! that does not match the requested remote identity, and `EKEYREJECTED` for every other
-//! reason (an untrusted chain, a bad signature, a missing key usage).
+//! reason (an untrusted chain, a bad signature, a missing key usage). The OpenPGP key of a raw
+//! public key gets the same codes: `EKEYREVOKED` for a revoked key or user ID, `EKEYEXPIRED`
+//! for an expired key and `EACCES` for a key without a user ID of the remote identity.
 
 use std::time::Duration;
 
@@ -298,7 +300,7 @@ pub enum StartTlsError {
     },
 
     /// The validation expression of the handshake is false for the peer.
-    #[error("{}", validation_message(.expression, .failed_at, .reason, .cause.is_some()))]
+    #[error("{}", validation_message(.expression, .failed_at, .reason, .cause.as_deref()))]
     ValidationFailed {
         /// The expression, all sources combined with AND in postfix.
         expression: String,
@@ -306,9 +308,9 @@ pub enum StartTlsError {
         failed_at: String,
         /// Reason that predicate is false, such as `no TLSA records`.
         reason: String,
-        /// The certificate check behind that predicate (for `T`, `t`, `R`, `r`, `I`, `i`),
-        /// which picks the `errno` value.
-        cause: Option<Box<ValidateError>>,
+        /// The certificate or OpenPGP key check behind that predicate (for `T`, `t`, `R`,
+        /// `r`, `I`, `i`, and `P` and `p` of a raw public key), which picks the `errno` value.
+        cause: Option<Box<PeerCause>>,
     },
 
     /// A source of the validation expression does not parse, which fails the handshake.
@@ -321,6 +323,15 @@ pub enum StartTlsError {
         /// The text of the source.
         expression: String,
         /// Reason it does not parse.
+        reason: String,
+    },
+
+    /// No OpenPGP key of the remote identity holds the peer's raw public key.
+    #[error("TLS Pool rejected the peer's raw public key: {reason}")]
+    OpenPgpKeyRejected {
+        /// The class of the rejection, which picks the `errno` value.
+        rejection: OpenPgpRejection,
+        /// Why the OpenPGP keys that hold the raw public key do not match.
         reason: String,
     },
 
@@ -370,6 +381,13 @@ pub enum StartTlsError {
     /// The PLAINTEXT_CONNECT answer carried no descriptor.
     #[error("TLS Pool needs the plaintext socket with the PLAINTEXT_CONNECT response")]
     PlaintextSocketNeeded,
+
+    /// The plaintext descriptor of the application cannot carry the session's plaintext.
+    #[error("TLS Pool cannot use the plaintext descriptor: {reason}")]
+    PlaintextSocketInvalid {
+        /// What is wrong with it, such as `it is not a socket`.
+        reason: String,
+    },
 
     /// Another session has the control key.
     #[error("TLS Pool cannot register the control key: another session uses it")]
@@ -458,7 +476,8 @@ impl StartTlsError {
             Self::PeerRejected { source } => validate_errno(source),
             Self::ValidationFailed {
                 cause: Some(cause), ..
-            } => validate_errno(cause),
+            } => cause.errno(),
+            Self::OpenPgpKeyRejected { rejection, .. } => rejection.errno(),
             Self::ValidationFailed { .. }
             | Self::InvalidValidationExpression { .. }
             | Self::NoPeerIdentity { .. } => EKEYREJECTED,
@@ -495,7 +514,9 @@ impl StartTlsError {
             Self::BadCallbackResponse { .. } | Self::LocalIdSelectionInvalid { .. } => {
                 ErrorCode::CommandBadCallbackResponse
             }
-            Self::PlaintextSocketNeeded => ErrorCode::PlainSocketNeeded,
+            Self::PlaintextSocketNeeded | Self::PlaintextSocketInvalid { .. } => {
+                ErrorCode::PlainSocketNeeded
+            }
             Self::CtlKeyInUse => ErrorCode::CtlkeyRegistrationFailed,
             Self::SessionSetup { .. } | Self::SocketSetup { .. } => {
                 ErrorCode::ConnectionHandlerSetup
@@ -542,18 +563,68 @@ impl From<DbError> for StartTlsError {
     }
 }
 
-/// Words the rejection by a validation expression. A certificate check's reason comes first,
-/// because the ERROR message field truncates long texts.
+/// The check behind a false predicate: a certificate check, or the match of a raw public
+/// key with OpenPGP keys.
+#[derive(Debug, Clone)]
+pub enum PeerCause {
+    /// A check of the X.509 chain or of its name.
+    Certificate(ValidateError),
+    /// The OpenPGP keys that hold the raw public key do not match.
+    OpenPgp(OpenPgpRejection),
+}
+
+impl PeerCause {
+    fn errno(&self) -> i32 {
+        match self {
+            Self::Certificate(error) => validate_errno(error),
+            Self::OpenPgp(rejection) => rejection.errno(),
+        }
+    }
+
+    /// Names what was rejected, for the ERROR message.
+    fn subject(&self) -> &'static str {
+        match self {
+            Self::Certificate(_) => "the peer certificate",
+            Self::OpenPgp(_) => "the peer's raw public key",
+        }
+    }
+}
+
+/// Why no OpenPGP key of the remote identity holds a raw public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenPgpRejection {
+    /// The key that holds it, or the user ID of the remote identity, is revoked.
+    Revoked,
+    /// The key that holds it expired.
+    Expired,
+    /// The key that holds it has no valid user ID with the remote identity as email address.
+    UserIdMismatch,
+    /// No OpenPGP key holds it, or it is not the authentication key.
+    Other,
+}
+
+impl OpenPgpRejection {
+    fn errno(self) -> i32 {
+        match self {
+            Self::Revoked => EKEYREVOKED,
+            Self::Expired => EKEYEXPIRED,
+            Self::UserIdMismatch => EACCES,
+            Self::Other => EKEYREJECTED,
+        }
+    }
+}
+
+/// Words the rejection by a validation expression. The reason of a certificate or OpenPGP key
+/// check comes first, because the ERROR message field truncates long texts.
 fn validation_message(
     expression: &str,
     failed_at: &str,
     reason: &str,
-    certificate: bool,
+    cause: Option<&PeerCause>,
 ) -> String {
-    if certificate {
-        format!(
-            "TLS Pool rejected the peer certificate: {reason}; `{expression}` failed at {failed_at}"
-        )
+    if let Some(cause) = cause {
+        let subject = cause.subject();
+        format!("TLS Pool rejected {subject}: {reason}; `{expression}` failed at {failed_at}")
     } else {
         format!(
             "TLS Pool rejected the peer: validation expression `{expression}` failed at {failed_at} ({reason})"
@@ -609,6 +680,34 @@ mod tests {
         assert_eq!(missing, ENOKEY);
         assert_eq!(empty, ENOKEY);
         assert_ne!(mismatch, StartTlsError::CtlKeyInUse.tlserrno());
+    }
+
+    #[test]
+    fn openpgp_rejections_have_distinct_codes() {
+        let cases = [
+            (OpenPgpRejection::Revoked, EKEYREVOKED),
+            (OpenPgpRejection::Expired, EKEYEXPIRED),
+            (OpenPgpRejection::UserIdMismatch, EACCES),
+            (OpenPgpRejection::Other, EKEYREJECTED),
+        ];
+        for (rejection, errno) in cases {
+            let failed = StartTlsError::ValidationFailed {
+                expression: "IT&".to_owned(),
+                failed_at: "I".to_owned(),
+                reason: "the OpenPGP key is revoked".to_owned(),
+                cause: Some(Box::new(PeerCause::OpenPgp(rejection))),
+            };
+            assert_eq!(
+                failed.tlserrno(),
+                errno,
+                "{rejection:?} through the expression"
+            );
+            let rejected = StartTlsError::OpenPgpKeyRejected {
+                rejection,
+                reason: "the OpenPGP key is revoked".to_owned(),
+            };
+            assert_eq!(rejected.tlserrno(), errno, "{rejection:?} as the identity");
+        }
     }
 
     #[test]

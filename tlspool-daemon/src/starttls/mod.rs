@@ -28,6 +28,7 @@ mod dtls;
 mod error;
 mod onthefly;
 mod peer;
+mod plaintext;
 mod privacy;
 mod renegotiate;
 mod validation;
@@ -50,7 +51,7 @@ use tlspool_proto::{Identity, Payload, Record, StartTls, StartTlsFlags, TIMEOUT_
 
 pub use credentials::{CACHE_TTL, CredentialLoader, MAX_CONCURRENT_LOOKUPS};
 pub use dtls::DtlsSettings;
-pub use error::StartTlsError;
+pub use error::{OpenPgpRejection, PeerCause, StartTlsError};
 pub use onthefly::OnTheFlySigner;
 pub use privacy::PrivacySettings;
 pub use validation::Validation;
@@ -341,6 +342,11 @@ impl Negotiation<'_> {
                 fd
             }
         };
+        plaintext::check(
+            plaintext.as_fd(),
+            self.is_datagram(),
+            self.caller.writer.stream().as_fd(),
+        )?;
         let owner =
             (!self.params.flags.contains(StartTlsFlags::DETACH)).then_some(self.context.connection);
         let (sender, queries) = relay::query_channel();

@@ -3,6 +3,11 @@
 //! requested remote identity), the handshake and the local credential, and the validation
 //! expression over them. The result is the authenticated remote identity.
 //!
+//! A requested remote identity is checked whatever the expression says, even `1`: a peer
+//! whose certificate does not carry it is rejected with `EACCES`, never reported under the
+//! name its certificate carries. A certificate of the domain of a requested `user@domain`
+//! passes only when the expression names `i`, which lets a domain speak for its users.
+//!
 //! [`prepare`] gathers everything from the session and the databases without waiting, and
 //! [`decide`] evaluates the expression, with the online checks, without holding either.
 
@@ -21,11 +26,11 @@ use tlspool_validate::predicates::{AnchorPkix, Finding, evaluate};
 use tlspool_validate::valexp::Predicate;
 use tlspool_validate::x509::{
     AnchorSet, Certificate, PathValidator, PeerRole, RevocationPolicy, TrustDb, ValidPath,
-    ValidateError, check_name, check_revocation_stapled, pin_status,
+    ValidateError, check_name, check_revocation_stapled, identity_names, pin_status,
 };
 
 use super::credentials::parse_donai;
-use super::error::StartTlsError;
+use super::error::{PeerCause, StartTlsError};
 use super::privacy::PrivacyOutcome;
 use super::validation::{self, CHECK_TIMEOUT, DaneService, HandshakeChecks, Source, Validation};
 
@@ -52,13 +57,16 @@ pub(crate) struct Prepared {
     sources: Vec<Source>,
     local: HashMap<Predicate, Finding>,
     /// The certificate check failures behind false local findings.
-    causes: HashMap<Predicate, ValidateError>,
+    causes: HashMap<Predicate, PeerCause>,
     chain_der: Vec<Vec<u8>>,
     pkix: AnchorPkix,
     dane: Result<DaneService, String>,
-    /// The identity the peer authenticates when `I` or `i` holds, and otherwise the one its
-    /// certificate names.
+    /// The authenticated identity: the requested remote identity when the certificate carries
+    /// it, the one the certificate names when none was requested, and otherwise the rejection.
     identity: Result<String, StartTlsError>,
+    /// The certificate carries only the domain of a requested `user@domain` identity, which
+    /// authenticates the user only when the expression names `i`.
+    domain_match: bool,
     /// The identity of the directory check: the requested one or the certificate's.
     directory_id: String,
     ignore_caches: bool,
@@ -160,14 +168,14 @@ pub(crate) fn prepare(
         ('R', &list_cause),
     ] {
         if let (Some(predicate), Some(cause)) = (Predicate::from_letter(letter), cause) {
-            causes.insert(predicate, cause.clone());
+            causes.insert(predicate, PeerCause::Certificate(cause.clone()));
         }
     }
     if !request.remote_id.is_empty() {
         if let Err(cause) = check_name(leaf, request.remote_id) {
             for letter in ['I', 'i'] {
                 if let Some(predicate) = Predicate::from_letter(letter) {
-                    causes.insert(predicate, cause.clone());
+                    causes.insert(predicate, PeerCause::Certificate(cause.clone()));
                 }
             }
         }
@@ -220,12 +228,12 @@ pub(crate) fn prepare(
         (Role::Client, None) => Err("the peer's port is unknown".to_owned()),
         (Role::Server, _) => Err("DANE applies to a remote server only".to_owned()),
     };
-    let identity_matched = local
-        .iter()
-        .any(|(predicate, finding)| matches!(predicate.letter(), 'I' | 'i') && finding.value);
+    let exact_match = holds(&local, 'I');
+    let domain_match = !exact_match && holds(&local, 'i');
     let identity = match requested {
-        Some(remote_id) if identity_matched => Ok(remote_id),
-        _ => certificate_id,
+        Some(remote_id) if exact_match => Ok(remote_id),
+        Some(remote_id) => Err(remote_id_mismatch(leaf, &remote_id)),
+        None => certificate_id,
     };
     Ok(Peer::Evaluate(Box::new(Prepared {
         sources,
@@ -235,10 +243,29 @@ pub(crate) fn prepare(
         pkix: AnchorPkix::new(anchors, peer_role, now),
         dane,
         identity,
+        domain_match,
         directory_id,
         ignore_caches: request.flags.contains(StartTlsFlags::IGNORE_CACHES),
         raw_public_key: None,
     })))
+}
+
+/// Tells whether the local finding of the predicate `letter` is true.
+fn holds(local: &HashMap<Predicate, Finding>, letter: char) -> bool {
+    Predicate::from_letter(letter)
+        .and_then(|predicate| local.get(&predicate))
+        .is_some_and(|finding| finding.value)
+}
+
+/// Builds the rejection of a certificate that does not carry the requested `remote_id`.
+fn remote_id_mismatch(leaf: &Certificate, remote_id: &str) -> StartTlsError {
+    let source = check_name(leaf, remote_id)
+        .err()
+        .unwrap_or_else(|| ValidateError::NameMismatch {
+            expected: remote_id.to_owned(),
+            presented: Vec::new(),
+        });
+    StartTlsError::PeerRejected { source }
 }
 
 /// Evaluates the expression of `peer` and returns the authenticated identity.
@@ -252,7 +279,15 @@ pub(crate) async fn decide(peer: Peer, validation: &Validation) -> Result<String
         Peer::Decided(identity) => return Ok(identity),
         Peer::Evaluate(prepared) => *prepared,
     };
-    let (form, expression) = validation::combine(&prepared.sources)?;
+    let (form, expression) = match validation::combine(&prepared.sources) {
+        Ok(combined) => combined,
+        Err(error) => {
+            warn!(target: TARGET_CERT, %error, "invalid validation expression, so the peer is rejected");
+            return Err(error);
+        }
+    };
+    let domain_speaks_for_users = Predicate::from_letter('i')
+        .is_some_and(|weak_identity| form.predicates().contains(weak_identity));
     let checks = HandshakeChecks::new(
         prepared.local,
         validation.online().await,
@@ -272,6 +307,13 @@ pub(crate) async fn decide(peer: Peer, validation: &Validation) -> Result<String
         // identity during the evaluation.
         if prepared.identity.is_err() && checks.raw_public_key_published() {
             return Ok(checks.directory_id.clone());
+        }
+        if prepared.identity.is_err() && prepared.domain_match && domain_speaks_for_users {
+            return Ok(checks.directory_id.clone());
+        }
+        if let Err(error) = &prepared.identity {
+            warn!(target: TARGET_CERT, expression, %error,
+                "the peer does not authenticate as the requested remote identity");
         }
         return prepared.identity;
     }
@@ -373,12 +415,13 @@ fn push_local_sources(
         .iter()
         .filter(|entry| entry.credential_type == CredentialType::Valexp)
     {
-        if let Some(text) = &entry.pkcs11_uri {
-            sources.push(Source {
-                origin: "the local identity",
-                text: text.trim().to_owned(),
-            });
-        }
+        // An entry stored without the expression (`LID_NO_PKCS11`) counts as an empty
+        // expression, which does not parse and so rejects the peer.
+        let text = entry.pkcs11_uri.as_deref().unwrap_or_default();
+        sources.push(Source {
+            origin: "the local identity",
+            text: text.trim().to_owned(),
+        });
     }
     if let Some(text) = validation.validate_default() {
         sources.push(Source {
@@ -524,21 +567,17 @@ fn domain_of(donai: &str) -> &str {
     donai.rsplit_once('@').map_or(donai, |(_, domain)| domain)
 }
 
-/// Takes the peer's identity from its certificate: the first dNSName, else the first
-/// rfc822Name, else the subject's emailAddress, else its commonName.
+/// Takes the peer's identity from its certificate: the first name of [`identity_names`]
+/// that is a DoNAI short enough for the identity field. The path check applies the
+/// nameConstraints to exactly those names, so a commonName that names neither a host nor a
+/// mail address is never taken.
 fn identity_of(leaf: &Certificate) -> Result<String, StartTlsError> {
-    let candidates = leaf
-        .dns_names()
-        .into_iter()
-        .chain(leaf.email_names())
-        .map(str::to_owned)
-        .chain(leaf.email_addresses().iter().cloned())
-        .chain(leaf.common_names().iter().cloned());
-    for candidate in candidates {
-        if parse_donai("peer certificate name", &candidate).is_ok()
+    for name in identity_names(leaf) {
+        let candidate = name.text();
+        if parse_donai("peer certificate name", candidate).is_ok()
             && candidate.len() < tlspool_proto::ID_FIELD_LEN
         {
-            return Ok(candidate);
+            return Ok(candidate.to_owned());
         }
     }
     Err(StartTlsError::NoPeerIdentity {

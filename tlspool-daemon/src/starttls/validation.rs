@@ -17,7 +17,7 @@ use nix::sys::socket::{SockaddrLike, SockaddrStorage, getpeername};
 use tokio::sync::OnceCell;
 use tracing::info;
 
-use tlspool_core::config::Config;
+use tlspool_core::config::{Config, ConfigError, Key};
 use tlspool_core::logging::TARGET_CERT;
 use tlspool_validate::CacheConfig;
 use tlspool_validate::dane::Transport;
@@ -76,6 +76,31 @@ impl Validation {
             },
             online: OnceCell::new(),
         }
+    }
+
+    /// Checks every non-empty `validate_default` line of `config`, so that an expression that
+    /// would reject every peer stops the start-up instead. An empty value unsets the key.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::InvalidValue`] naming the file, the line, the key and why the expression
+    /// does not parse.
+    pub(crate) fn check_config(config: &Config) -> Result<(), ConfigError> {
+        let lines = config.directives().iter().filter(|directive| {
+            directive.key == Key::ValidateDefault && !directive.value.is_empty()
+        });
+        for directive in lines {
+            if let Err(error) = NormalForm::parse(&directive.value) {
+                return Err(ConfigError::InvalidValue {
+                    path: config.origin().to_path_buf(),
+                    line: directive.line,
+                    key: Key::ValidateDefault.name(),
+                    value: directive.value.clone(),
+                    reason: error.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Returns `validate_default`.

@@ -35,6 +35,7 @@ use super::{
     NO_CONSTRAINT, Peer, PeerRequest, Prepared, StartTlsError, domain_of, forward_secrecy,
     local_entries, push_local_sources, role_findings, unchecked_findings,
 };
+use crate::starttls::error::{OpenPgpRejection, PeerCause};
 use crate::starttls::validation::{DaneService, Source, Validation};
 
 /// An OpenPGP key of the trust database that a raw public key may belong to.
@@ -88,6 +89,7 @@ pub(super) fn prepare(
         }
     };
     let mut sources = Vec::new();
+    let mut causes = HashMap::new();
     match &matched {
         Ok(found) => {
             let entry = &candidates[found.candidate].entry;
@@ -103,11 +105,15 @@ pub(super) fn prepare(
         Err(error) => {
             debug!(remote_id, %error, "raw public key matches no trusted OpenPGP key");
             let finding = Finding::new(false, rejection_reason(error, &candidates, raw_key));
+            let rejection = rejection_class(error, &candidates, raw_key);
             // NOTE: `I` and `i` stay false even when an OPENPGPKEY record or a `pgpKey` value
             // carries the identity, because only `D`, `d` and the directory predicates look
             // those up. Use `D` or `O` rather than `I` for such peers.
             for letter in ['I', 'i', 'T', 't', 'r', 'R', 'P', 'p'] {
                 set(letter, finding.clone());
+                if let Some(predicate) = Predicate::from_letter(letter) {
+                    causes.insert(predicate, PeerCause::OpenPgp(rejection));
+                }
             }
         }
     }
@@ -122,8 +128,9 @@ pub(super) fn prepare(
 
     let identity = match &matched {
         Ok(_) => Ok(remote_id.clone()),
-        Err(error) => Err(StartTlsError::NoPeerIdentity {
-            subject: error.to_string(),
+        Err(error) => Err(StartTlsError::OpenPgpKeyRejected {
+            rejection: rejection_class(error, &candidates, raw_key),
+            reason: rejection_reason(error, &candidates, raw_key),
         }),
     };
     let dane = match (role, request.peer_port) {
@@ -137,11 +144,12 @@ pub(super) fn prepare(
     Ok(Peer::Evaluate(Box::new(Prepared {
         sources,
         local,
-        causes: HashMap::new(),
+        causes,
         chain_der: Vec::new(),
         pkix: AnchorPkix::new(AnchorSet::new(), peer_role, now),
         dane,
         identity,
+        domain_match: false,
         directory_id: remote_id,
         ignore_caches: request
             .flags
@@ -208,6 +216,42 @@ fn rejection_reason(error: &OpenPgpError, candidates: &[Candidate], raw_key: &[u
         return format!("no trusted OpenPGP key of {remote_id} holds the raw public key");
     }
     relevant.join("; ")
+}
+
+/// Classifies why no candidate matched, from the candidates that hold the raw key: a revoked
+/// key or user ID first, then an expired key, then a missing user ID.
+fn rejection_class(
+    error: &OpenPgpError,
+    candidates: &[Candidate],
+    raw_key: &[u8],
+) -> OpenPgpRejection {
+    let OpenPgpError::NoMatchingKey { rejections, .. } = error else {
+        return OpenPgpRejection::Other;
+    };
+    let classes: Vec<OpenPgpRejection> = rejections
+        .iter()
+        .filter(|rejection| {
+            candidates
+                .get(rejection.candidate)
+                .is_some_and(|candidate| holds_key(&candidate.entry.data, raw_key))
+        })
+        .map(|rejection| match &rejection.mismatch {
+            Mismatch::Key(OpenPgpError::Revoked { .. }) | Mismatch::UserIdRevoked { .. } => {
+                OpenPgpRejection::Revoked
+            }
+            Mismatch::Key(OpenPgpError::Expired { .. }) => OpenPgpRejection::Expired,
+            Mismatch::NoUserId { .. } => OpenPgpRejection::UserIdMismatch,
+            _ => OpenPgpRejection::Other,
+        })
+        .collect();
+    [
+        OpenPgpRejection::Revoked,
+        OpenPgpRejection::Expired,
+        OpenPgpRejection::UserIdMismatch,
+    ]
+    .into_iter()
+    .find(|class| classes.contains(class))
+    .unwrap_or(OpenPgpRejection::Other)
 }
 
 /// Words a mismatch without fingerprints, which the debug log carries, so that the reason fits
