@@ -48,6 +48,8 @@ struct Entry {
     generation: u64,
     stop: CancellationToken,
     queries: SessionQueries,
+    /// Whether privacy mode ran in the handshake, for `PIOK_INFO_PRIVACY_MODE`.
+    privacy_renegotiated: bool,
 }
 
 /// A session's place in the registry; dropping it unregisters the control key.
@@ -117,6 +119,7 @@ impl SessionRegistry {
                 generation,
                 stop: stop.clone(),
                 queries,
+                privacy_renegotiated: false,
             },
         );
         Ok(Registration {
@@ -187,6 +190,20 @@ impl SessionRegistry {
             .get(ctlkey)
             .filter(|entry| entry.owner == Some(connection))
             .map(|entry| entry.queries.clone())
+    }
+
+    /// Returns whether privacy mode ran for the session of `ctlkey`, or `None` if it is not
+    /// attached to `connection`.
+    pub fn attached_privacy_renegotiated(
+        &self,
+        ctlkey: &CtlKey,
+        connection: ConnectionId,
+    ) -> Option<bool> {
+        self.lock()
+            .sessions
+            .get(ctlkey)
+            .filter(|entry| entry.owner == Some(connection))
+            .map(|entry| entry.privacy_renegotiated)
     }
 
     /// Stops the session of `ctlkey` if it is attached to `connection`, as a failed
@@ -277,6 +294,21 @@ impl Registration {
     /// connection of an attached session without `FORK` closes.
     pub fn stop_signal(&self) -> CancellationToken {
         self.stop.clone()
+    }
+
+    /// Records that privacy mode ran in the handshake of this session.
+    ///
+    /// A later renegotiation keeps the mark, because it runs under the encryption of the
+    /// established session and so also sends its certificates encrypted.
+    pub fn set_privacy_renegotiated(&self) {
+        let mut state = self.registry.lock();
+        let entry = state
+            .sessions
+            .get_mut(&self.ctlkey)
+            .filter(|entry| entry.generation == self.generation);
+        if let Some(entry) = entry {
+            entry.privacy_renegotiated = true;
+        }
     }
 }
 
@@ -393,6 +425,32 @@ mod tests {
         assert!(registry.is_attached_to(&[1; 16], OTHER));
         drop(new);
         assert!(registry.is_empty());
+    }
+
+    #[test]
+    fn privacy_mark_reaches_attached_owner() {
+        let registry = SessionRegistry::new();
+        let marked = registry
+            .register([1; 16], Some(MINE), false, queries())
+            .unwrap();
+        let _plain = registry
+            .register([2; 16], Some(MINE), false, queries())
+            .unwrap();
+        marked.set_privacy_renegotiated();
+
+        assert_eq!(
+            registry.attached_privacy_renegotiated(&[1; 16], MINE),
+            Some(true)
+        );
+        assert_eq!(
+            registry.attached_privacy_renegotiated(&[2; 16], MINE),
+            Some(false)
+        );
+        assert_eq!(
+            registry.attached_privacy_renegotiated(&[1; 16], OTHER),
+            None
+        );
+        assert_eq!(registry.attached_privacy_renegotiated(&[3; 16], MINE), None);
     }
 
     #[test]

@@ -158,12 +158,15 @@ impl InfoKind {
     /// `PIOK_INFO_PROTOCOL_VERSION`: the negotiated protocol version as the GnuTLS name, such
     /// as `TLS1.2` or `TLS1.3` (query, local range).
     pub const PROTOCOL_VERSION: Self = Self(0x7470_0001);
+    /// `PIOK_INFO_PRIVACY_MODE`: whether and how the handshake encrypted the certificates, as
+    /// the name of a [`PrivacyMode`](crate::PrivacyMode) (query, local range).
+    pub const PRIVACY_MODE: Self = Self(0x7470_0002);
 
     /// Bit that selects the local certificate instead of the peer's.
     pub const MYCERT_BIT: u32 = 0x0000_0100;
 
     /// Every defined kind.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::PEERCERT_SUBJECT,
         Self::PEERCERT_ISSUER,
         Self::PEERCERT_SUBJECTALTNAME,
@@ -176,6 +179,7 @@ impl InfoKind {
         Self::PEER_CERTIFICATE_TYPE,
         Self::MY_CERTIFICATE_TYPE,
         Self::PROTOCOL_VERSION,
+        Self::PRIVACY_MODE,
     ];
 
     /// Returns true for one of the defined `PIOK_INFO_*` kinds.

@@ -76,5 +76,5 @@ pub use framing::{Frame, RecordAssembler};
 pub use payload::{
     Control, CtlKey, ERROR_MESSAGE_LEN, ErrorPayload, Identity, LidEntry, PinEntry, Ping, StartTls,
 };
-pub use prng_info::{Info, Prng};
+pub use prng_info::{Info, PrivacyMode, Prng};
 pub use record::{Header, Payload, Record};

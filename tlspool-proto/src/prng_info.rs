@@ -228,6 +228,49 @@ impl fmt::Debug for Info {
     }
 }
 
+/// The value of `PIOK_INFO_PRIVACY_MODE`: whether the certificates of a session crossed the
+/// network encrypted, and by what.
+///
+/// The value travels as the ASCII name of [`Self::name`], without a terminating NUL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PrivacyMode {
+    /// The certificates crossed in clear: a TLS 1.2 or DTLS handshake without privacy mode.
+    None,
+    /// Privacy mode ran: an anonymous TLS 1.2 handshake, then a renegotiation under its
+    /// encryption that exchanged the certificates.
+    Renegotiated,
+    /// TLS 1.3 (RFC 8446), which encrypts every handshake message after the ServerHello, the
+    /// certificates included.
+    Tls13,
+}
+
+impl PrivacyMode {
+    /// Every mode.
+    pub const ALL: [Self; 3] = [Self::None, Self::Renegotiated, Self::Tls13];
+
+    /// Returns the wire name: `none`, `renegotiated` or `tls1.3`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Renegotiated => "renegotiated",
+            Self::Tls13 => "tls1.3",
+        }
+    }
+
+    /// Parses a wire name, or returns `None` for a name this version does not define.
+    pub fn from_name(name: &[u8]) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|mode| mode.name().as_bytes() == name)
+    }
+}
+
+impl fmt::Display for PrivacyMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Checks `min <= len <= max` and converts `len` to the wire integer type.
 fn check_length<T: TryFrom<usize>>(
     field: &'static str,
@@ -262,5 +305,48 @@ fn signed_length(
             min: i64::try_from(min).unwrap_or(i64::MAX),
             max: i64::try_from(max).unwrap_or(i64::MAX),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Payload, Record};
+
+    const KEY: CtlKey = [7; 16];
+
+    #[test]
+    fn privacy_mode_reply_encoding() {
+        let info = Info::with_value(KEY, InfoKind::PRIVACY_MODE, b"renegotiated").unwrap();
+        let bytes = Record::new(5, Payload::Info(info)).encode();
+
+        assert_eq!(bytes[24..28], 0x7470_0002u32.to_ne_bytes());
+        assert_eq!(bytes[28..30], 12u16.to_ne_bytes());
+        assert_eq!(&bytes[30..42], b"renegotiated");
+        let Payload::Info(decoded) = Record::decode(&bytes).unwrap().payload else {
+            panic!("not an INFO payload");
+        };
+        assert_eq!(decoded.kind, InfoKind::PRIVACY_MODE);
+        let value = decoded.value().unwrap().unwrap();
+        assert_eq!(
+            PrivacyMode::from_name(value),
+            Some(PrivacyMode::Renegotiated)
+        );
+    }
+
+    #[test]
+    fn privacy_mode_names_round_trip() {
+        for mode in PrivacyMode::ALL {
+            assert_eq!(PrivacyMode::from_name(mode.name().as_bytes()), Some(mode));
+        }
+        assert_eq!(PrivacyMode::from_name(b"NONE"), None);
+        assert_eq!(PrivacyMode::from_name(b"none\0"), None);
+        assert_eq!(PrivacyMode::from_name(b""), None);
+    }
+
+    #[test]
+    fn privacy_mode_kind_is_not_local() {
+        assert!(InfoKind::PRIVACY_MODE.is_known());
+        assert!(!InfoKind::PRIVACY_MODE.is_local_certificate());
     }
 }

@@ -1,8 +1,8 @@
-//! INFO: certificate fields, channel bindings, the certificate type and the protocol version
-//! of a session attached to the requesting connection.
+//! INFO: certificate fields, channel bindings, the certificate type, the protocol version and
+//! the privacy mode of a session attached to the requesting connection.
 
 use tlspool_core::tls::{CertificateType, ChannelBinding, ProtocolVersion, Session};
-use tlspool_proto::{ErrorCode, INFO_BUF_LEN, Info, InfoKind, Payload, Record};
+use tlspool_proto::{ErrorCode, INFO_BUF_LEN, Info, InfoKind, Payload, PrivacyMode, Record};
 
 use super::der::CertificateFields;
 use super::{ControlContext, failure};
@@ -16,6 +16,10 @@ enum Query {
     Binding(ChannelBinding),
     CertificateType,
     ProtocolVersion,
+    /// The privacy mode, given whether privacy mode ran in the handshake.
+    PrivacyMode {
+        renegotiated: bool,
+    },
 }
 
 /// The outcome of reading the session: a value to return, a matched check, or nothing.
@@ -40,6 +44,9 @@ fn query_of(kind: InfoKind) -> Option<Query> {
         InfoKind::CHANBIND_TLS_EXPORTER => Query::Binding(ChannelBinding::TlsExporter),
         InfoKind::PEER_CERTIFICATE_TYPE | InfoKind::MY_CERTIFICATE_TYPE => Query::CertificateType,
         InfoKind::PROTOCOL_VERSION => Query::ProtocolVersion,
+        InfoKind::PRIVACY_MODE => Query::PrivacyMode {
+            renegotiated: false,
+        },
         _ => return None,
     };
     Some(query)
@@ -57,9 +64,18 @@ pub(super) async fn serve(reqid: u16, info: Info, context: &ControlContext<'_>) 
     let Ok(value) = info.value() else {
         return Record::error_code(reqid, ErrorCode::CommandNotImpl);
     };
-    let Some(query) = query_of(info.kind) else {
+    let Some(mut query) = query_of(info.kind) else {
         return Record::error_code(reqid, ErrorCode::InfoKindUnknown);
     };
+    if let Query::PrivacyMode { renegotiated } = &mut query {
+        let Some(ran) = context
+            .sessions
+            .attached_privacy_renegotiated(&info.ctlkey, context.connection)
+        else {
+            return Record::error_code(reqid, ErrorCode::CtlkeyNotFound);
+        };
+        *renegotiated = ran;
+    }
     let value = value.map(<[u8]>::to_vec);
     let local = info.kind.is_local_certificate();
     let answer = queries
@@ -111,6 +127,10 @@ fn answer(session: &Session, query: Query, local: bool, value: Option<&[u8]>) ->
                 Answer::Value(name.as_bytes().to_vec())
             })
         }
+        (Query::PrivacyMode { renegotiated }, None) => {
+            let mode = privacy_mode(renegotiated, session.protocol_version());
+            Answer::Value(mode.name().as_bytes().to_vec())
+        }
         (Query::ProtocolVersion, None) => session
             .protocol_version()
             .and_then(protocol_version_name)
@@ -154,6 +174,18 @@ fn channel_binding(session: &Session, binding: ChannelBinding) -> Answer {
         .map_or(Answer::NotFound, Answer::Value)
 }
 
+/// Returns how the certificates of the handshake crossed the network. A renegotiation of a
+/// TLS 1.2 session has the protocol version of TLS 1.2, so `renegotiated` decides first.
+fn privacy_mode(renegotiated: bool, version: Option<ProtocolVersion>) -> PrivacyMode {
+    if renegotiated {
+        PrivacyMode::Renegotiated
+    } else if version == Some(ProtocolVersion::Tls13) {
+        PrivacyMode::Tls13
+    } else {
+        PrivacyMode::None
+    }
+}
+
 /// Returns the GnuTLS name of a certificate type (`gnutls_certificate_type_get_name`).
 fn certificate_type_name(kind: CertificateType) -> Option<&'static str> {
     match kind {
@@ -187,6 +219,20 @@ mod tests {
             assert!(query_of(kind).is_some(), "{kind:?}");
         }
         assert_eq!(query_of(InfoKind(0x5280_0003)), None);
+    }
+
+    #[test]
+    fn privacy_mode_from_handshake() {
+        let tls12 = Some(ProtocolVersion::Tls12);
+        let tls13 = Some(ProtocolVersion::Tls13);
+        assert_eq!(privacy_mode(true, tls12), PrivacyMode::Renegotiated);
+        assert_eq!(privacy_mode(false, tls13), PrivacyMode::Tls13);
+        assert_eq!(privacy_mode(false, tls12), PrivacyMode::None);
+        assert_eq!(
+            privacy_mode(false, Some(ProtocolVersion::Dtls12)),
+            PrivacyMode::None
+        );
+        assert_eq!(privacy_mode(false, None), PrivacyMode::None);
     }
 
     #[test]

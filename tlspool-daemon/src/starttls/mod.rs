@@ -355,6 +355,9 @@ impl Negotiation<'_> {
             .sessions
             .register(self.params.ctlkey, owner, self.forked, sender)
             .map_err(|_| StartTlsError::CtlKeyInUse)?;
+        if privacy == PrivacyOutcome::Ran {
+            registration.set_privacy_renegotiated();
+        }
         let changes = std::mem::take(&mut self.disclose_changes);
         self.resources
             .credentials
