@@ -2,20 +2,22 @@
 //! recording TCP proxy, whose capture must not contain the server's certificate when privacy
 //! mode ran (and does contain it without privacy mode), predicate `A` required by
 //! `validate_default`, and a peer without anonymous suites (`gnutls-serv`) that gets a normal
-//! handshake.
+//! handshake. Both sides report the privacy mode through INFO, and `tlspoolctl connect`
+//! prints it.
 //!
 //! Run through `scripts/netns-run.sh`, because `gnutls-serv` listens on every interface.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::UnixStream;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
 use tlspool_client::blocking::{self, TlsConnection};
-use tlspool_client::{StartTlsFlags, StartTlsRequest};
+use tlspool_client::{ClientError, PrivacyMode, StartTlsFlags, StartTlsRequest};
+use tlspool_tests::bin_path;
 use tlspool_tests::daemon::TestDaemon;
 use tlspool_tests::dev_pki::{DOMAIN, PEER, dev_setup};
 use tlspool_tests::tls_peers::{free_port, gnutls_serv};
@@ -99,25 +101,41 @@ fn copy(mut from: TcpStream, mut to: TcpStream, record: Option<&Mutex<Vec<u8>>>)
     let _ = to.shutdown(Shutdown::Write);
 }
 
-/// Runs a pool server and a pool client of `daemon` through a recording proxy, exchanges a
-/// line each way, and returns what the server sent on the wire.
-fn pool_pair_through_proxy(daemon: &TestDaemon) -> Vec<u8> {
+/// The outcome of [`pool_pair_through_proxy`].
+struct PairOutcome {
+    /// The bytes the server sent on the wire.
+    server_bytes: Vec<u8>,
+    /// The privacy mode INFO returned to the client application.
+    client_privacy: PrivacyMode,
+    /// The privacy mode INFO returned to the server application.
+    server_privacy: PrivacyMode,
+}
+
+/// Accepts one connection on `listener` and runs STARTTLS on it as a pool server for
+/// [`DOMAIN`] that requires a client certificate, on a thread of its own.
+fn accept_pool_server(
+    listener: TcpListener,
+    server_pool: blocking::Client,
+) -> thread::JoinHandle<Result<TlsConnection, ClientError>> {
+    thread::spawn(move || {
+        let (tcp, _) = listener.accept().expect("accept");
+        let request = StartTlsRequest::server(DOMAIN)
+            .flags(StartTlsFlags::REQUEST_REMOTEID)
+            .service(SERVICE)
+            .build()
+            .expect("server request");
+        server_pool.starttls(tcp, &request)
+    })
+}
+
+/// Runs a pool server and a pool client of `daemon` through a recording proxy, queries the
+/// privacy mode of both sessions, and exchanges a line each way.
+fn pool_pair_through_proxy(daemon: &TestDaemon) -> PairOutcome {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind the server");
     let server_port = listener.local_addr().expect("server address").port();
     let proxy = RecordingProxy::start(server_port);
     let server_pool = blocking::Client::connect(Some(daemon.socket_path())).expect("connect");
-    let server_thread = {
-        let server_pool = server_pool.clone();
-        thread::spawn(move || {
-            let (tcp, _) = listener.accept().expect("accept");
-            let request = StartTlsRequest::server(DOMAIN)
-                .flags(StartTlsFlags::REQUEST_REMOTEID)
-                .service(SERVICE)
-                .build()
-                .expect("server request");
-            server_pool.starttls(tcp, &request)
-        })
-    };
+    let server_thread = accept_pool_server(listener, server_pool.clone());
     let client_pool = blocking::Client::connect(Some(daemon.socket_path())).expect("connect");
     let request = StartTlsRequest::client(DOMAIN)
         .service(SERVICE)
@@ -137,8 +155,18 @@ fn pool_pair_through_proxy(daemon: &TestDaemon) -> Vec<u8> {
         server.remote_id, DOMAIN,
         "the client certificate was validated"
     );
+    let client_privacy = client_pool
+        .privacy_mode(&client.ctlkey)
+        .expect("INFO privacy mode of the client");
+    let server_privacy = server_pool
+        .privacy_mode(&server.ctlkey)
+        .expect("INFO privacy mode of the server");
     exchange_lines(client, server);
-    proxy.server_bytes()
+    PairOutcome {
+        server_bytes: proxy.server_bytes(),
+        client_privacy,
+        server_privacy,
+    }
 }
 
 fn exchange_lines(client: TlsConnection, server: TlsConnection) {
@@ -177,38 +205,120 @@ fn privacy_mode_hides_server_certificate() {
     // `A` must hold, so the session exists only if the precursor ran.
     let daemon = start_daemon(&[TLS12_ONLY, PRIVACY_ON, &services, "validate_default A"]);
 
-    let wire = pool_pair_through_proxy(&daemon);
+    let outcome = pool_pair_through_proxy(&daemon);
 
     let certificate = server_certificate_der();
-    assert!(!wire.is_empty());
+    assert!(!outcome.server_bytes.is_empty());
     assert!(
-        !contains(&wire, &certificate),
+        !contains(&outcome.server_bytes, &certificate),
         "the server certificate crossed in clear"
     );
+    assert_eq!(outcome.client_privacy, PrivacyMode::Renegotiated);
+    assert_eq!(outcome.server_privacy, PrivacyMode::Renegotiated);
 }
 
 #[test]
 fn without_privacy_certificate_is_visible() {
     let daemon = start_daemon(&[TLS12_ONLY]);
 
-    let wire = pool_pair_through_proxy(&daemon);
+    let outcome = pool_pair_through_proxy(&daemon);
 
     assert!(
-        contains(&wire, &server_certificate_der()),
+        contains(&outcome.server_bytes, &server_certificate_der()),
         "the capture misses the certificate of a normal TLS 1.2 handshake"
     );
+    assert_eq!(outcome.client_privacy, PrivacyMode::None);
+    assert_eq!(outcome.server_privacy, PrivacyMode::None);
 }
 
 #[test]
 fn unlisted_service_gets_no_precursor() {
     let daemon = start_daemon(&[TLS12_ONLY, PRIVACY_ON]);
 
-    let wire = pool_pair_through_proxy(&daemon);
+    let outcome = pool_pair_through_proxy(&daemon);
 
     assert!(
-        contains(&wire, &server_certificate_der()),
+        contains(&outcome.server_bytes, &server_certificate_der()),
         "privacy mode ran for a service outside the registry"
     );
+    assert_eq!(outcome.client_privacy, PrivacyMode::None);
+    assert_eq!(outcome.server_privacy, PrivacyMode::None);
+}
+
+#[test]
+fn tls13_session_reports_tls13_privacy() {
+    // The default priority prefers TLS 1.3, so the precursor is declined.
+    let services = format!("tls_privacy_services {SERVICE}");
+    let daemon = start_daemon(&[PRIVACY_ON, &services]);
+
+    let outcome = pool_pair_through_proxy(&daemon);
+
+    assert_eq!(outcome.client_privacy, PrivacyMode::Tls13);
+    assert_eq!(outcome.server_privacy, PrivacyMode::Tls13);
+}
+
+/// Runs `tlspoolctl connect` with standard input closed against a pool server of `daemon`
+/// that sends one line, and returns the standard error of `tlspoolctl`.
+fn tlspoolctl_connect_stderr(daemon: &TestDaemon) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the server");
+    let port = listener.local_addr().expect("server address").port();
+    // The control connection stays open until `tlspoolctl` exits, because closing it stops
+    // the server's session.
+    let server_pool = blocking::Client::connect(Some(daemon.socket_path())).expect("connect");
+    let server_thread = accept_pool_server(listener, server_pool.clone());
+
+    let tlspoolctl = Command::new(bin_path("tlspoolctl"))
+        .arg("--socket")
+        .arg(daemon.socket_path())
+        .args(["connect", "127.0.0.1", &port.to_string()])
+        .args(["--remote-id", DOMAIN, "--service", SERVICE])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tlspoolctl connect");
+    let server = server_thread
+        .join()
+        .expect("server thread")
+        .unwrap_or_else(|error| panic!("server STARTTLS: {error}\n{}", daemon.stderr()));
+    let mut plaintext = server.plaintext;
+    plaintext.write_all(b"from the server\n").expect("write");
+    // Closing the plaintext makes the daemon end the session, so `tlspoolctl` exits.
+    drop(plaintext);
+    let output = tlspoolctl.wait_with_output().expect("tlspoolctl exits");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "{stderr}\ndaemon:\n{}",
+        daemon.stderr()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "from the server\n",
+        "{stderr}"
+    );
+    drop(server_pool);
+    stderr
+}
+
+#[test]
+fn tlspoolctl_connect_prints_privacy() {
+    let services = format!("tls_privacy_services {SERVICE}");
+    let daemon = start_daemon(&[TLS12_ONLY, PRIVACY_ON, &services, "validate_default A"]);
+
+    let stderr = tlspoolctl_connect_stderr(&daemon);
+
+    assert!(stderr.contains("\nprivacy: renegotiated\n"), "{stderr}");
+    assert!(stderr.contains("protocol-version: TLS1.2"), "{stderr}");
+}
+
+#[test]
+fn tlspoolctl_connect_prints_no_privacy() {
+    let daemon = start_daemon(&[TLS12_ONLY]);
+
+    let stderr = tlspoolctl_connect_stderr(&daemon);
+
+    assert!(stderr.contains("\nprivacy: none\n"), "{stderr}");
 }
 
 #[test]

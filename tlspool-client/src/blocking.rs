@@ -19,7 +19,9 @@ use tlspool_proto::{Payload, Record};
 use crate::mux::{self, Router};
 use crate::socket::{self, connect_error};
 use crate::starttls::{Negotiation, Step};
-use crate::{ClientError, CtlKey, InfoKind, PingReply, StartTlsRequest, control, ping};
+use crate::{
+    ClientError, CtlKey, InfoKind, PingReply, PrivacyMode, StartTlsRequest, control, ping,
+};
 #[cfg(doc)]
 use crate::{MAX_INFO_LEN, MAX_PRNG_INPUT_LEN, MAX_PRNG_INPUTS_LEN, MAX_PRNG_LEN};
 
@@ -247,6 +249,22 @@ impl Client {
     ) -> Result<Vec<u8>, ClientError> {
         let request = control::info_request(ctlkey, kind, value)?;
         control::info_reply(self.call(request)?)
+    }
+
+    /// Queries how the certificates of the session of `ctlkey` crossed the network
+    /// (INFO `PIOK_INFO_PRIVACY_MODE`).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownInfoValue`] for a mode this client does not know, and the errors
+    /// of [`Self::info`].
+    ///
+    /// # Panics
+    ///
+    /// When called from inside an asynchronous runtime; use [`crate::Client`] there.
+    pub fn privacy_mode(&self, ctlkey: &CtlKey) -> Result<PrivacyMode, ClientError> {
+        let value = self.info(ctlkey, InfoKind::PRIVACY_MODE, None)?;
+        control::privacy_mode(&value)
     }
 
     fn send(

@@ -22,7 +22,8 @@ use crate::mux::{self, Router};
 use crate::socket::{self, connect_error};
 use crate::starttls::{Negotiation, Step};
 use crate::{
-    ClientError, CtlKey, InfoKind, PingReply, StartTlsRequest, TlsConnection, control, ping,
+    ClientError, CtlKey, InfoKind, PingReply, PrivacyMode, StartTlsRequest, TlsConnection, control,
+    ping,
 };
 #[cfg(doc)]
 use crate::{MAX_INFO_LEN, MAX_PRNG_INPUT_LEN, MAX_PRNG_INPUTS_LEN, MAX_PRNG_LEN};
@@ -221,6 +222,18 @@ impl Client {
     ) -> Result<Vec<u8>, ClientError> {
         let request = control::info_request(ctlkey, kind, value)?;
         control::info_reply(self.call(request).await?)
+    }
+
+    /// Queries how the certificates of the session of `ctlkey` crossed the network
+    /// (INFO `PIOK_INFO_PRIVACY_MODE`).
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::UnknownInfoValue`] for a mode this client does not know, and the errors
+    /// of [`Self::info`].
+    pub async fn privacy_mode(&self, ctlkey: &CtlKey) -> Result<PrivacyMode, ClientError> {
+        let value = self.info(ctlkey, InfoKind::PRIVACY_MODE, None).await?;
+        control::privacy_mode(&value)
     }
 
     /// Sends a request that has no callbacks and returns the daemon's final record.

@@ -6,7 +6,7 @@
 //! bytes of keying material, and an INFO value of at most 334 bytes.
 
 use tlspool_proto::{
-    Control, CtlKey, INFO_BUF_LEN, Info, InfoKind, PRNG_BUF_LEN, Payload, Prng, Record,
+    Control, CtlKey, INFO_BUF_LEN, Info, InfoKind, PRNG_BUF_LEN, Payload, PrivacyMode, Prng, Record,
 };
 
 use crate::ClientError;
@@ -119,6 +119,14 @@ pub(crate) fn info_reply(record: Record) -> Result<Vec<u8>, ClientError> {
     }
 }
 
+/// Parses the value of a `PIOK_INFO_PRIVACY_MODE` reply.
+pub(crate) fn privacy_mode(value: &[u8]) -> Result<PrivacyMode, ClientError> {
+    PrivacyMode::from_name(value).ok_or_else(|| ClientError::UnknownInfoValue {
+        kind: InfoKind::PRIVACY_MODE.0,
+        value: String::from_utf8_lossy(value).into_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,5 +194,17 @@ mod tests {
         };
         assert!(query.is_query());
         assert!(info_request(&KEY, InfoKind::PEERCERT_SUBJECTALTNAME, Some(&value[..334])).is_ok());
+    }
+
+    #[test]
+    fn privacy_mode_unknown_value_is_named() {
+        assert_eq!(privacy_mode(b"tls1.3").unwrap(), PrivacyMode::Tls13);
+        match privacy_mode(b"opportunistic") {
+            Err(ClientError::UnknownInfoValue { kind, value }) => {
+                assert_eq!(kind, InfoKind::PRIVACY_MODE.0);
+                assert_eq!(value, "opportunistic");
+            }
+            other => panic!("expected an unknown value error, got {other:?}"),
+        }
     }
 }

@@ -79,6 +79,15 @@ pub enum ClientError {
         max: usize,
     },
 
+    /// The daemon returned an INFO value this client cannot parse.
+    #[error("the TLS Pool returned an unknown INFO value {value:?} for kind {kind:#010x}")]
+    UnknownInfoValue {
+        /// The `PIOK_INFO_*` kind of the query.
+        kind: u32,
+        /// The value, with bytes that are not UTF-8 replaced.
+        value: String,
+    },
+
     /// The daemon finished STARTTLS without asking for the plaintext socket, so the session
     /// has no plaintext side this client holds.
     #[error("the TLS Pool completed STARTTLS without a PLAINTEXT_CONNECT callback")]

@@ -153,4 +153,6 @@ pub use starttls::{
     DEFAULT_SERVICE, HandshakeTimeout, LocalIdCheck, LocalIdDecision, StartTlsBuilder,
     StartTlsRequest, TlsConnection,
 };
-pub use tlspool_proto::{CtlKey, ErrorCode, Facilities, InfoKind, LidEntryFlags, StartTlsFlags};
+pub use tlspool_proto::{
+    CtlKey, ErrorCode, Facilities, InfoKind, LidEntryFlags, PrivacyMode, StartTlsFlags,
+};

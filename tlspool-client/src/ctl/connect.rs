@@ -16,7 +16,7 @@ use std::time::Duration;
 use argh::FromArgs;
 use tracing::debug;
 
-use super::{identity_lines, stdout_error};
+use super::{identity_lines, privacy_line, stdout_error};
 use crate::{ClientError, CtlKey, InfoKind, StartTlsRequest, blocking};
 
 /// Size of the buffer for each copy direction.
@@ -113,8 +113,9 @@ pub(super) fn run(
 }
 
 /// Describes the negotiated session from INFO: the certificate type of each side (`X.509`, or
-/// `RAWPK` for an RFC 7250 raw public key such as an OpenPGP identity's) and the protocol
-/// version. A value the daemon does not return shows as `(unknown)`.
+/// `RAWPK` for an RFC 7250 raw public key such as an OpenPGP identity's), the protocol
+/// version and the privacy mode (`renegotiated`, `tls1.3` or `none`). A value the daemon does
+/// not return shows as `(unknown)`.
 fn session_lines(client: &blocking::Client, ctlkey: &CtlKey) -> String {
     let query = |kind| {
         client
@@ -126,10 +127,11 @@ fn session_lines(client: &blocking::Client, ctlkey: &CtlKey) -> String {
             })
     };
     format!(
-        "peer-certificate-type: {}\nlocal-certificate-type: {}\nprotocol-version: {}\n",
+        "peer-certificate-type: {}\nlocal-certificate-type: {}\nprotocol-version: {}\n{}",
         query(InfoKind::PEER_CERTIFICATE_TYPE),
         query(InfoKind::MY_CERTIFICATE_TYPE),
-        query(InfoKind::PROTOCOL_VERSION)
+        query(InfoKind::PROTOCOL_VERSION),
+        privacy_line(client.privacy_mode(ctlkey))
     )
 }
 

@@ -30,7 +30,7 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
 use tlspool_core::tls::{CookieKey, HelloCookie};
 use tracing::{debug, warn};
 
-use super::identity_lines;
+use super::{identity_lines, privacy_line};
 use crate::{ClientError, StartTlsRequest, blocking};
 
 /// Size of the receive buffer: the largest UDP payload, so no datagram is cut.
@@ -242,8 +242,9 @@ fn serve_peer(
 ) -> Result<(), ClientError> {
     let connection = client.starttls(udp, request)?;
     eprint!(
-        "connection from {peer}\n{}",
-        identity_lines(&connection.local_id, &connection.remote_id)
+        "connection from {peer}\n{}{}",
+        identity_lines(&connection.local_id, &connection.remote_id),
+        privacy_line(client.privacy_mode(&connection.ctlkey))
     );
     echo_datagrams(connection.plaintext)
 }

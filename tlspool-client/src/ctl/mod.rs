@@ -17,10 +17,11 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use argh::FromArgs;
+use tracing::debug;
 
 use tlspool_proto::Facilities;
 
-use crate::{ClientError, PingReply, blocking, resolve_socket_path};
+use crate::{ClientError, PingReply, PrivacyMode, blocking, resolve_socket_path};
 
 pub use connect::ConnectCommand;
 pub use localid_select::{LocalIdSelectCommand, inquiry_lines, parse_choice};
@@ -106,6 +107,19 @@ pub fn ping_output(reply: &PingReply) -> String {
         reply.producer,
         facility_names(reply.facilities)
     )
+}
+
+/// Formats the line `privacy: ` and the privacy mode of a session from the result of its INFO
+/// query, with `(unknown)` when the query failed.
+pub(crate) fn privacy_line(mode: Result<PrivacyMode, ClientError>) -> String {
+    let name = mode.map_or_else(
+        |error| {
+            debug!(%error, "INFO privacy mode query failed");
+            "(unknown)"
+        },
+        PrivacyMode::name,
+    );
+    format!("privacy: {name}\n")
 }
 
 /// Formats the identities of an established session as two lines, `local-id: ` and the local
@@ -226,6 +240,18 @@ mod tests {
         assert_eq!(
             identity_lines("dev.example", "peer.dev.example"),
             "local-id: dev.example\nremote-id: peer.dev.example\n"
+        );
+    }
+
+    #[test]
+    fn privacy_line_names_mode_or_unknown() {
+        assert_eq!(
+            privacy_line(Ok(PrivacyMode::Renegotiated)),
+            "privacy: renegotiated\n"
+        );
+        assert_eq!(
+            privacy_line(Err(ClientError::Disconnected)),
+            "privacy: (unknown)\n"
         );
     }
 

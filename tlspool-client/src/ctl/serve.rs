@@ -22,7 +22,7 @@ use tracing::debug;
 
 use tlspool_proto::StartTlsFlags;
 
-use super::{error_message, identity_lines};
+use super::{error_message, identity_lines, privacy_line};
 use crate::{Client, ClientError, StartTlsRequest};
 
 /// Accept TCP connections and run TLS on them as server through the TLS Pool.
@@ -241,9 +241,11 @@ async fn handle(
         .and_then(|tcp| tcp.set_nonblocking(false).map(|()| tcp))
         .map_err(|source| tcp_error("set up the connection from", &address, source))?;
     let connection = client.starttls(tcp, request).await?;
+    let privacy = client.privacy_mode(&connection.ctlkey).await;
     eprint!(
-        "connection from {peer}\n{}",
-        identity_lines(&connection.local_id, &connection.remote_id)
+        "connection from {peer}\n{}{}",
+        identity_lines(&connection.local_id, &connection.remote_id),
+        privacy_line(privacy)
     );
 
     match handler {
