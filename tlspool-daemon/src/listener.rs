@@ -4,7 +4,7 @@
 //! A path that exists is removed only if it is a socket on which nobody accepts connections.
 //! A live socket or any other kind of file stops the start-up.
 //!
-//! [`AcceptFailures`] paces the accept loop after a failed `accept`, and logs the failures at
+//! `AcceptFailures` paces the accept loop after a failed `accept`, and logs the failures at
 //! most once per second.
 
 use std::io;

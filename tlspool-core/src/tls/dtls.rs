@@ -239,7 +239,7 @@ impl Session {
     }
 
     /// Queues one datagram received from the DTLS peer, cut to its well-formed records
-    /// ([`well_formed_records`]). A datagram without one is dropped here, because GnuTLS
+    /// (`well_formed_records`). A datagram without one is dropped here, because GnuTLS
     /// 3.7.9 loses the next datagram after a zero-length record or a record that a datagram
     /// cuts short, and ends the session on an empty datagram.
     pub fn feed_datagram(&mut self, datagram: &[u8]) {
