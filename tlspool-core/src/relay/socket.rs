@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags, Shutdown, SocketType};
-use tokio::io::unix::AsyncFd;
+use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use tokio::io::{Interest, Ready};
 use tracing::debug;
 
@@ -71,7 +71,10 @@ impl StreamSocket {
         loop {
             let mut guard = self.readable().await?;
             match rustix::net::recv(self.fd.get_ref(), &mut *buf, RecvFlags::empty()) {
-                Ok((n, _)) => return Ok(n),
+                Ok((n, _)) => {
+                    clear_after_short_read(&mut guard, n, buf.len());
+                    return Ok(n);
+                }
                 Err(Errno::AGAIN) => guard.clear_ready_matching(Ready::READABLE),
                 Err(Errno::INTR) => {}
                 Err(e) => return Err(self.io_error("recv", e.into())),
@@ -80,16 +83,23 @@ impl StreamSocket {
     }
 
     /// Receives into `buf` as [`Self::recv`] does, but allocates `buf` only once the socket is
-    /// readable, and frees it when the socket has nothing queued.
+    /// readable, and frees it first when the previous read did not fill it.
     ///
-    /// A relay that waits between two bursts of data keeps no read buffer allocated. A freed
-    /// buffer goes to the thread's spare buffers, so a bulk transfer that waits briefly between
-    /// reads reuses its memory instead of allocating it anew.
+    /// A read shorter than the buffer took everything the socket had queued, so a relay that
+    /// waits between two bursts of data keeps no read buffer allocated. A freed buffer goes to
+    /// the thread's spare buffers, so the next read reuses its memory instead of allocating it.
     pub(super) async fn recv_into(&self, buf: &mut ReadBuffer) -> Result<usize, RelayError> {
+        if buf.last_read < buf.capacity {
+            buf.release();
+        }
         loop {
             let mut guard = self.readable().await?;
             match rustix::net::recv(self.fd.get_ref(), buf.get_mut(), RecvFlags::empty()) {
-                Ok((n, _)) => return Ok(n),
+                Ok((n, _)) => {
+                    buf.last_read = n;
+                    clear_after_short_read(&mut guard, n, buf.capacity);
+                    return Ok(n);
+                }
                 Err(Errno::AGAIN) => {
                     buf.release();
                     guard.clear_ready_matching(Ready::READABLE);
@@ -101,9 +111,7 @@ impl StreamSocket {
     }
 
     /// Waits until the reactor reports the socket readable or its read side closed.
-    async fn readable(
-        &self,
-    ) -> Result<tokio::io::unix::AsyncFdReadyGuard<'_, OwnedFd>, RelayError> {
+    async fn readable(&self) -> Result<AsyncFdReadyGuard<'_, OwnedFd>, RelayError> {
         self.fd
             .ready(Interest::READABLE)
             .await
@@ -214,6 +222,16 @@ fn check_stream_socket(fd: BorrowedFd<'_>, role: DescriptorRole) -> Result<(), R
     }
 }
 
+/// Clears the read readiness after a read of `n` bytes that did not fill `len`: a stream
+/// socket that returns less than was asked for has nothing more queued, so the next read waits
+/// for the reactor's next event instead of returning `EAGAIN`. An event that arrived since
+/// `guard` was taken is kept, and end of file (`n` of 0) keeps the readiness set.
+fn clear_after_short_read(guard: &mut AsyncFdReadyGuard<'_, OwnedFd>, n: usize, len: usize) {
+    if n > 0 && n < len {
+        guard.clear_ready_matching(Ready::READABLE);
+    }
+}
+
 /// Sets `TCP_NODELAY` on a TCP socket, so a record shorter than the segment size goes out at
 /// once instead of waiting for the peer to acknowledge the previous one. The relay writes whole
 /// TLS records, so bulk data still fills its segments. Other sockets are left alone, and a
@@ -238,6 +256,8 @@ fn disable_nagle(fd: BorrowedFd<'_>) {
 pub(super) struct ReadBuffer {
     data: Vec<u8>,
     capacity: usize,
+    /// The length of the last read by [`StreamSocket::recv_into`].
+    last_read: usize,
 }
 
 impl ReadBuffer {
@@ -246,6 +266,7 @@ impl ReadBuffer {
         Self {
             data: Vec::new(),
             capacity,
+            last_read: 0,
         }
     }
 
