@@ -499,12 +499,23 @@ async fn truncation_hangs_up_unix_application() {
 
     let outcome = relay_to_end(client.session, client.cipher, client.plaintext).await;
     assert!(!matches!(outcome.end, RelayEnd::Closed), "{outcome:?}");
-    let ready = client
-        .app
-        .ready(tokio::io::Interest::WRITABLE)
-        .await
-        .unwrap();
-    assert!(ready.is_write_closed(), "POLLHUP is reported: {ready:?}");
+    // The reactor may still hold the writable readiness of the registration when the relay
+    // ends, so the hang-up shows once its event has been read.
+    let hung_up = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let ready = client
+                .app
+                .ready(tokio::io::Interest::WRITABLE)
+                .await
+                .unwrap();
+            if ready.is_write_closed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(hung_up.is_ok(), "POLLHUP is reported within 10 s");
     let mut buf = [0u8; 4];
     assert_eq!(client.app.read(&mut buf).await.unwrap(), 0);
     let error = client.app.write_all(b"late").await.unwrap_err();
