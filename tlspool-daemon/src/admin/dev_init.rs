@@ -91,6 +91,8 @@ struct KeySpec {
     memory: KeyType,
     /// Whether TLS 1.2 RSA key transport may use the key (keyEncipherment).
     encipherment: bool,
+    /// Whether the key can be the authentication subkey of an `--openpgp` identity.
+    openpgp: bool,
 }
 
 impl KeySpec {
@@ -99,6 +101,7 @@ impl KeySpec {
         token: KeyAlgorithm::EcdsaP256,
         memory: KeyType::EcdsaP256,
         encipherment: false,
+        openpgp: true,
     };
 
     const ALL: [Self; 5] = [
@@ -107,12 +110,14 @@ impl KeySpec {
             token: KeyAlgorithm::Rsa2048,
             memory: KeyType::Rsa2048,
             encipherment: true,
+            openpgp: true,
         },
         Self {
             name: "rsa3072",
             token: KeyAlgorithm::Rsa3072,
             memory: KeyType::Rsa3072,
             encipherment: true,
+            openpgp: true,
         },
         Self::P256,
         Self {
@@ -120,12 +125,14 @@ impl KeySpec {
             token: KeyAlgorithm::EcdsaP384,
             memory: KeyType::EcdsaP384,
             encipherment: false,
+            openpgp: false,
         },
         Self {
             name: "ed25519",
             token: KeyAlgorithm::Ed25519,
             memory: KeyType::Ed25519,
             encipherment: false,
+            openpgp: true,
         },
     ];
 }
@@ -181,6 +188,12 @@ impl Layout {
 pub(crate) fn run(args: &DevInitArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     check_domains(&args.domain)?;
     check_openpgp_addresses(&args.openpgp)?;
+    ensure!(
+        args.openpgp.is_empty() || args.key_type.openpgp,
+        "--key-type {} cannot be used with --openpgp: OpenPGP identities take rsa2048, \
+         rsa3072, p256 or ed25519",
+        args.key_type.name
+    );
     if args.token_stage {
         return identities::run(args, out);
     }
@@ -521,6 +534,24 @@ mod tests {
         );
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn openpgp_with_p384_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("dev");
+        let args = DevInitArgs {
+            dir: target.clone(),
+            domain: vec!["dev.example".into()],
+            pin: None,
+            key_type: parse_key_spec("p384").unwrap(),
+            openpgp: vec!["alice@dev.example".into()],
+            openpgp_version: OpenPgpVersion::V4,
+            token_stage: false,
+        };
+        let error = run(&args, &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("--key-type p384"), "{error}");
+        assert!(!target.exists(), "no directory is created");
     }
 
     #[test]
