@@ -9,7 +9,7 @@
 #[non_exhaustive]
 pub enum ValexpError {
     /// The expression text is empty.
-    #[error("validation expression is empty; write 1 to accept or 0 to reject")]
+    #[error("validation expression is empty; expected a postfix expression such as IT&")]
     Empty,
 
     /// A character that is neither a predicate letter, `0`, `1`, nor one of `~ & | ?`.
