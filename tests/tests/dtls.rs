@@ -987,7 +987,7 @@ fn sctp_starttls_is_not_supported() {
             timeout: 10_000,
         }),
     );
-    // This kernel has no SCTP, so a UDP socket stands in for the SCTP one.
+    // This kernel has no SCTP, so a UDP socket replaces the SCTP one.
     let udp = UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
     udp.connect(("127.0.0.1", free_udp_port()))
         .expect("connect UDP");

@@ -3,7 +3,7 @@
 //!
 //! A helper registers with a PINENTRY record (`pio_cbid` 0) and gets no reply unless it is
 //! refused with `E_TLSPOOL_PINENTRY_NOT_VACANT`. A registration is refused while another one
-//! is waiting, and while a different connection holds the exclusive window. When a token
+//! is waiting, and while a different connection has the exclusive window. When a token
 //! needs a PIN that `pkcs11_pin` does not provide, [`PinEntryService::request_pin`] takes the
 //! waiting registration, opens a window of `timeout_us` for that connection and sends the
 //! PINENTRY callback with the token's manufacturer, model, serial and label, the count of
@@ -71,22 +71,22 @@ pub struct TokenDescription {
     pub label: String,
 }
 
-/// Why the service could not deliver a PIN.
+/// The reason the service could not deliver a PIN.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PinEntryError {
-    /// A registration is waiting, or another connection holds the exclusive window.
+    /// A registration is waiting, or another connection has the exclusive window.
     #[error("TLS Pool already has a PIN entry service")]
     NotVacant,
-    /// No helper is registered, so nobody can be asked.
+    /// No helper is registered, so no PIN can be requested.
     #[error("no PIN entry service is registered")]
     NotRegistered,
-    /// The helper did not answer within its window.
+    /// The helper did not respond within its window.
     #[error("the PIN entry service did not answer within {} ms", .0.as_millis())]
     TimedOut(Duration),
-    /// The helper's connection closed before it answered.
+    /// The helper's connection closed before it responded.
     #[error("the PIN entry service disconnected before it answered")]
     Disconnected,
-    /// The helper answered with a record other than PINENTRY or ERROR.
+    /// The helper responded with a record other than PINENTRY or ERROR.
     #[error("the PIN entry service answered with command code {0:#010x}")]
     BadAnswer(u32),
     /// Every callback id is in use.
@@ -94,7 +94,7 @@ pub enum PinEntryError {
     CallbackTableFull,
 }
 
-/// The PIN source that asks the registered PIN entry service.
+/// The PIN source that requests PINs from the registered PIN entry service.
 #[derive(Debug)]
 pub(crate) struct ServicePin {
     service: Arc<PinEntryService>,

@@ -35,7 +35,7 @@ use crate::tls::{
 /// Time a renegotiation may take before the relay ends the session.
 pub(super) const RENEGOTIATION_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Least time between two renegotiations the peer requests; one that comes sooner is rejected.
+/// Minimum time between two renegotiations the peer requests. One that comes sooner is rejected.
 pub(super) const PEER_RENEGOTIATION_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The application's wait for the end of a renegotiation it requested.

@@ -89,7 +89,7 @@ pub enum StartTlsError {
     /// The peer lacks secure renegotiation or the extended master secret; the session ends.
     #[error("TLS Pool rejects the renegotiation and ends the session: {reason}")]
     RenegotiationInsecure {
-        /// Which protection is missing.
+        /// The protection that is missing.
         reason: String,
     },
 
@@ -169,7 +169,7 @@ pub enum StartTlsError {
     },
 
     /// The login to the token of a credential's key failed: no PIN, a wrong or locked PIN,
-    /// or a PIN entry service that did not answer.
+    /// or a PIN entry service that did not respond.
     #[error("TLS Pool cannot log in to the token of {local_id}: {source}")]
     TokenLogin {
         /// The local identity.
@@ -326,12 +326,12 @@ pub enum StartTlsError {
         reason: String,
     },
 
-    /// No OpenPGP key of the remote identity holds the peer's raw public key.
+    /// No OpenPGP key of the remote identity contains the peer's raw public key.
     #[error("TLS Pool rejected the peer's raw public key: {reason}")]
     OpenPgpKeyRejected {
         /// The class of the rejection, which picks the `errno` value.
         rejection: OpenPgpRejection,
-        /// Why the OpenPGP keys that hold the raw public key do not match.
+        /// The reason the OpenPGP keys that contain the raw public key do not match.
         reason: String,
     },
 
@@ -385,7 +385,7 @@ pub enum StartTlsError {
     /// The plaintext descriptor of the application cannot carry the session's plaintext.
     #[error("TLS Pool cannot use the plaintext descriptor: {reason}")]
     PlaintextSocketInvalid {
-        /// What is wrong with it, such as `it is not a socket`.
+        /// The problem with it, such as `it is not a socket`.
         reason: String,
     },
 
@@ -393,7 +393,7 @@ pub enum StartTlsError {
     #[error("TLS Pool cannot register the control key: another session uses it")]
     CtlKeyInUse,
 
-    /// The local identity selection service did not answer a callback within its window.
+    /// The local identity selection service did not respond to a callback within its window.
     #[error(
         "TLS Pool local identity selection service did not answer within {} s",
         timeout.as_secs()
@@ -407,7 +407,7 @@ pub enum StartTlsError {
     #[error("TLS Pool local identity selection service disconnected before it chose an identity")]
     LocalIdSelectionDisconnected,
 
-    /// The local identity selection service answered the inquiry with ERROR.
+    /// The local identity selection service responded to the inquiry with ERROR.
     #[error("TLS Pool local identity selection service refused to choose: {message}")]
     LocalIdSelectionRefused {
         /// The message of the helper's ERROR.
@@ -423,7 +423,7 @@ pub enum StartTlsError {
         field: &'static str,
         /// Its text.
         value: String,
-        /// Why it cannot be used.
+        /// The reason it cannot be used.
         reason: String,
     },
 
@@ -590,10 +590,10 @@ impl PeerCause {
     }
 }
 
-/// Why no OpenPGP key of the remote identity holds a raw public key.
+/// The reason no OpenPGP key of the remote identity contains a raw public key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpenPgpRejection {
-    /// The key that holds it, or the user ID of the remote identity, is revoked.
+    /// The key that contains it, or the user ID of the remote identity, is revoked.
     Revoked,
     /// The key that holds it expired.
     Expired,
